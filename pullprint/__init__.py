@@ -1,0 +1,5 @@
+"""pullprint: pull printing (secure print release) built on CUPS."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,206 @@
+"""What the ``pullprint`` backend does with one CUPS job.
+
+First run: receive the document whole (or not at all), register it with the cloud through the
+durable outbox, and hold the CUPS job (exit 3). Later runs happen when the CUPS job is released:
+by the node after a finished print (exit 0, the CUPS job completes), after a cancel in the cloud
+(exit 5, the CUPS job is canceled), or by an operator in the CUPS web UI (held again, with an INFO
+line that says how to release it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid as uuidlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from pullprint.backend.spool import CupsJobRecord, Spool
+from pullprint.cloudsync.outbox import Outbox, OutboxEntry, Registrar
+from pullprint.config import NodeConfig
+from pullprint.cups.protocol import BackendExit, CancelFlag, JobArgs, StatusWriter, Terminated
+from pullprint.errors import CloudError, CloudRefused, CloudUnavailable, DocumentError
+from pullprint.filters.document import inspect_pdf
+from pullprint.model import Job, JobState, JobSubmission
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 16
+
+
+class Cloud(Registrar, Protocol):
+    def get_job(self, uuid: str) -> Job: ...
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    config: NodeConfig
+    queue: str
+    status: StatusWriter
+    cancel: CancelFlag
+    cloud: Cloud
+
+
+def cups_job_uuid(args: JobArgs, queue: str) -> str:
+    """The CUPS job's own uuid (from argv[5]), or a key made from what CUPS gives when absent."""
+    value = args.options.get("job-uuid")
+    if value:
+        return value
+    created = args.options.get("time-at-creation", "0")
+    return f"{queue}-{args.job_id}-{created}"
+
+
+def receive(source: BinaryIO, dest: Path, limit: int, cancel: CancelFlag) -> tuple[int, str]:
+    """Copy ``source`` to ``dest`` whole or not at all; return (size, sha256 hex).
+
+    Writes a temp file beside ``dest`` and renames it only when the input ended normally. On
+    SIGTERM (``cancel``) or a document over ``limit`` bytes the temp file is removed.
+    """
+    tmp = dest.with_name(f".{dest.name}.part")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with tmp.open("wb") as out:
+            while True:
+                with cancel.interruptible():
+                    chunk = source.read(CHUNK)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise DocumentError(
+                        f"document larger than the limit of {limit} bytes (node.max_document_bytes)"
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if cancel.is_set():
+            raise Terminated
+        tmp.replace(dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size, digest.hexdigest()
+
+
+def drain(source: BinaryIO) -> None:
+    """Read and drop the rest of the input (a re-run must consume what CUPS sends)."""
+    while source.read(CHUNK):
+        pass
+
+
+def run_job(ctx: BackendContext, args: JobArgs, source: BinaryIO) -> BackendExit:
+    """Handle one run of the backend for a job; returns the exit code for cupsd."""
+    spool = Spool(ctx.config.spool_dir).ensure()
+    key = cups_job_uuid(args, ctx.queue)
+    record = spool.load_record(key)
+    if record is not None and record.stage == "held":
+        drain(source)
+        return rerun(ctx, spool, record)
+    if record is None:
+        record = CupsJobRecord(str(uuidlib.uuid4()), args.job_id, key, ctx.queue, "receiving")
+        spool.save_record(record)
+    return first_run(ctx, spool, record, args, source)
+
+
+def first_run(
+    ctx: BackendContext, spool: Spool, record: CupsJobRecord, args: JobArgs, source: BinaryIO
+) -> BackendExit:
+    status = ctx.status
+    document = spool.document_path(record.uuid)
+    try:
+        size, sha256 = receive(source, document, ctx.config.max_document_bytes, ctx.cancel)
+    except Terminated:
+        status.info("pullprint: stopped while receiving; nothing was registered")
+        spool.record_path(record.cups_job_uuid).unlink(missing_ok=True)
+        return BackendExit.FAILED
+    except DocumentError as exc:
+        status.error(f"pullprint: job refused: {exc}")
+        spool.record_path(record.cups_job_uuid).unlink(missing_ok=True)
+        return BackendExit.FAILED
+    try:
+        pages = inspect_pdf(document).pages
+    except DocumentError as exc:
+        document.unlink(missing_ok=True)
+        spool.record_path(record.cups_job_uuid).unlink(missing_ok=True)
+        status.error(f"pullprint: job refused: {exc}")
+        return BackendExit.FAILED
+    options = {
+        k: v
+        for k, v in args.options.items()
+        if k not in ("job-uuid", "time-at-creation", "time-at-processing", "job-password")
+    }
+    submission = JobSubmission(
+        uuid=record.uuid,
+        owner=args.user,
+        title=args.title,
+        copies=args.copies,
+        options=options,
+        pages=pages,
+        size=size,
+        sha256=sha256,
+        queue=ctx.queue,
+        origin=ctx.config.name,
+        cups_job_id=args.job_id,
+        cups_job_uuid=record.cups_job_uuid,
+    )
+    outbox = Outbox(spool.outbox)
+    entry_path = outbox.put(submission, document)
+    spool.save_record(
+        CupsJobRecord(record.uuid, args.job_id, record.cups_job_uuid, ctx.queue, "held")
+    )
+    try:
+        outbox.send(entry_path, OutboxEntry(submission, document), ctx.cloud)
+    except CloudUnavailable as exc:
+        log.info("cloud unavailable for job %s: %s", record.uuid, exc)
+        status.info(
+            f"pullprint: held ({pages} page(s)); the release service is unreachable, the job "
+            "waits in the outbox and is registered when it answers"
+        )
+        return BackendExit.HOLD
+    except CloudRefused as exc:
+        status.error(f"pullprint: the release service refused the job: {exc.message}")
+        return BackendExit.CANCEL
+    status.info(f"pullprint: held ({pages} page(s)); release it at a printer (job {record.uuid})")
+    status.attr(job_impressions=pages * args.copies)
+    return BackendExit.HOLD
+
+
+def rerun(ctx: BackendContext, spool: Spool, record: CupsJobRecord) -> BackendExit:
+    """The CUPS job was released again: finish it, cancel it, or hold it again."""
+    status = ctx.status
+    done = spool.load_done(record.uuid)
+    if done is None:
+        try:
+            job = ctx.cloud.get_job(record.uuid)
+        except CloudError as exc:
+            status.info(f"pullprint: held; cannot ask the release service now ({exc})")
+            return BackendExit.HOLD
+        state, impressions = job.state, job.impressions
+    else:
+        state, impressions = done.state, done.impressions
+    if state is JobState.COMPLETED:
+        if impressions:
+            status.pages(impressions)
+        status.info(f"pullprint: printed ({impressions or 0} impression(s))")
+        spool.forget(record)
+        return BackendExit.OK
+    if state is JobState.FAILED:
+        status.error("pullprint: printing failed; see the job in pullprint for the reason")
+        spool.forget(record)
+        return BackendExit.FAILED
+    if state in (JobState.CANCELED, JobState.EXPIRED):
+        status.info(f"pullprint: job {state.value} in the release service")
+        spool.forget(record)
+        return BackendExit.CANCEL
+    if state is JobState.HELD:
+        status.info(
+            "pullprint: held again; release it with 'pullprint release' or at a printer "
+            "(an operator's Release Job in CUPS needs node.release_printer, which is not set)"
+        )
+    else:
+        status.info(f"pullprint: held; the job is {state.value} in the release service")
+    return BackendExit.HOLD

@@ -1,0 +1,175 @@
+"""Configuration: one typed dataclass per component, loaded from one TOML file.
+
+The file is ``/etc/pullprint/pullprint.toml`` unless ``PULLPRINT_CONFIG`` or an explicit path names
+another. Every value is checked at load time; an error names the offending key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PATH = Path("/etc/pullprint/pullprint.toml")
+ENV_VAR = "PULLPRINT_CONFIG"
+
+
+class ConfigError(ValueError):
+    """The configuration is missing, unreadable or has a bad value (the message names the key)."""
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    """The release service."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8631
+    database_url: str = "sqlite:////var/lib/pullprint/cloud.db"
+    storage_dir: Path = Path("/var/lib/pullprint/documents")
+    admin_token: str = ""
+    node_tokens: dict[str, str] = field(default_factory=dict)  # node name -> token
+    currency: str = "EUR"
+    long_poll_seconds: float = 25.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The node daemon and the CUPS backend on the same print server."""
+
+    name: str = "node1"
+    cloud_url: str = "http://127.0.0.1:8631"
+    token: str = ""
+    spool_dir: Path = Path("/var/spool/pullprint")
+    cups_server: str = ""  # a socket path or host:port; empty means the system default
+    queues: tuple[str, ...] = ("PullPrint",)
+    poll_timeout: float = 25.0
+    register_timeout: float = 5.0
+    outbox_retry_seconds: float = 2.0
+    max_document_bytes: int = 512 * 1024 * 1024
+    release_printer: str = ""  # printer for an operator's "Release Job" in the CUPS web UI
+
+
+@dataclass(frozen=True)
+class Config:
+    cloud: CloudConfig = field(default_factory=CloudConfig)
+    node: NodeConfig = field(default_factory=NodeConfig)
+    path: Path | None = None
+
+
+def _typed(section: str, key: str, value: Any, default: Any) -> Any:
+    name = f"{section}.{key}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{name}: must not be negative, got {value}")
+        return value
+    if isinstance(default, float):
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{name}: expected a positive number, got {value!r}")
+        return float(value)
+    if isinstance(default, Path):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{name}: expected a path, got {value!r}")
+        return Path(value)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if isinstance(default, dict):
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ConfigError(f"{name}: expected a table of strings, got {value!r}")
+        return dict(value)
+    if isinstance(default, Decimal):
+        try:
+            return Decimal(str(value))
+        except InvalidOperation as exc:
+            raise ConfigError(f"{name}: expected a decimal number, got {value!r}") from exc
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected a string, got {value!r}")
+    return value
+
+
+def _section(cls: type[Any], section: str, data: Any) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{section}: expected a table")
+    defaults = cls()
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{section}.{unknown[0]}: unknown key")
+    values = {k: _typed(section, k, v, getattr(defaults, k)) for k, v in data.items()}
+    return cls(**values)
+
+
+def parse(data: dict[str, Any], path: Path | None = None) -> Config:
+    """Build a checked Config from parsed TOML (pure; raises ConfigError naming the key)."""
+    unknown = sorted(set(data) - {"cloud", "node"})
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown section")
+    return Config(
+        cloud=_section(CloudConfig, "cloud", data.get("cloud")),
+        node=_section(NodeConfig, "node", data.get("node")),
+        path=path,
+    )
+
+
+def load(path: str | Path | None = None) -> Config:
+    """Load the configuration from ``path``, ``$PULLPRINT_CONFIG`` or the default path.
+
+    A missing default file gives the embedded defaults; a missing named file is an error.
+    """
+    named = path or os.environ.get(ENV_VAR)
+    target = Path(named) if named else DEFAULT_PATH
+    try:
+        raw = target.read_bytes()
+    except FileNotFoundError:
+        if named:
+            raise ConfigError(f"{target}: configuration file not found") from None
+        return Config()
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot read: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{target}: not valid TOML: {exc}") from exc
+    return parse(data, target)
+
+
+def dump(config: Config) -> str:
+    """Render a Config as TOML (for generated test and demo configurations)."""
+    out: list[str] = []
+    for section in ("cloud", "node"):
+        obj = getattr(config, section)
+        out.append(f"[{section}]")
+        for key in obj.__dataclass_fields__:
+            out.append(f"{key} = {_toml_value(getattr(obj, key))}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_str(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return _toml_str(str(value))
+
+
+def _toml_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,253 @@
+"""The typed job model shared by every part of pullprint.
+
+One job has one identity from end to end: ``Job.uuid``, made by the backend when it first sees the
+job. The CUPS job-id and job-uuid are kept only as references back into CUPS.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+
+
+class JobState(enum.StrEnum):
+    """The life of a job: held -> released -> claimed -> printing -> an end state."""
+
+    HELD = "held"
+    RELEASED = "released"
+    CLAIMED = "claimed"
+    PRINTING = "printing"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({JobState.COMPLETED, JobState.CANCELED, JobState.FAILED, JobState.EXPIRED})
+
+
+class TransactionStatus(enum.StrEnum):
+    """Status of a shadow ledger transaction (PaperCut-style: pending until the printer is done)."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+
+
+class EventKind(enum.StrEnum):
+    """What the cloud tells a node through the long-poll."""
+
+    RELEASED = "released"  # a job was released to one of the node's printers
+    CANCELED = "canceled"  # a job submitted through the node's CUPS was canceled in the cloud
+    FINISHED = "finished"  # a job submitted through the node's CUPS reached an end state
+
+
+@dataclass(frozen=True)
+class JobSubmission:
+    """What the backend registers: the job as CUPS handed it over."""
+
+    uuid: str
+    owner: str
+    title: str
+    copies: int
+    options: dict[str, str]
+    pages: int
+    size: int
+    sha256: str
+    queue: str
+    origin: str  # the node whose CUPS took the job
+    cups_job_id: int
+    cups_job_uuid: str
+    document_format: str = "application/pdf"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobSubmission:
+        return cls(
+            uuid=str(data["uuid"]),
+            owner=str(data["owner"]),
+            title=str(data["title"]),
+            copies=int(data["copies"]),
+            options={str(k): str(v) for k, v in dict(data.get("options", {})).items()},
+            pages=int(data["pages"]),
+            size=int(data["size"]),
+            sha256=str(data["sha256"]),
+            queue=str(data["queue"]),
+            origin=str(data["origin"]),
+            cups_job_id=int(data["cups_job_id"]),
+            cups_job_uuid=str(data["cups_job_uuid"]),
+            document_format=str(data.get("document_format", "application/pdf")),
+        )
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A personal-account ledger entry ("Printer Usage") linked to one print-out."""
+
+    id: int
+    job_uuid: str
+    user: str
+    kind: str
+    amount: Decimal  # in currency units; stored as integer minor units
+    currency: str
+    status: TransactionStatus
+    pages: int
+
+    def summary(self) -> str:
+        """The transaction summary shown with the print-out: cost data only once completed."""
+        if self.status is TransactionStatus.COMPLETED:
+            return f"Printer Usage: {self.pages} pages, {self.amount} {self.currency} (completed)"
+        return f"Printer Usage ({self.status.value})"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["amount"] = str(self.amount)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Transaction:
+        return cls(
+            id=int(data["id"]),
+            job_uuid=str(data["job_uuid"]),
+            user=str(data["user"]),
+            kind=str(data["kind"]),
+            amount=Decimal(str(data["amount"])),
+            currency=str(data["currency"]),
+            status=TransactionStatus(data["status"]),
+            pages=int(data["pages"]),
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as the cloud knows it."""
+
+    uuid: str
+    owner: str
+    title: str
+    copies: int
+    options: dict[str, str]
+    pages: int
+    size: int
+    sha256: str
+    queue: str
+    origin: str
+    cups_job_id: int
+    cups_job_uuid: str
+    document_format: str
+    state: JobState
+    state_reason: str = ""
+    printer: str | None = None
+    impressions: int | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    transaction: Transaction | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        data["transaction"] = self.transaction.to_json() if self.transaction else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Job:
+        sub = JobSubmission.from_json(data)
+        tx = data.get("transaction")
+        impressions = data.get("impressions")
+        return cls(
+            **asdict(sub),
+            state=JobState(data["state"]),
+            state_reason=str(data.get("state_reason") or ""),
+            printer=data.get("printer"),
+            impressions=int(impressions) if impressions is not None else None,
+            created_at=float(data.get("created_at", 0.0)),
+            updated_at=float(data.get("updated_at", 0.0)),
+            transaction=Transaction.from_json(tx) if tx else None,
+        )
+
+
+@dataclass(frozen=True)
+class Printer:
+    """A printer the cloud can release to, served by one node."""
+
+    name: str
+    uri: str
+    node: str
+    price_per_page: Decimal = Decimal("0")
+    location: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["price_per_page"] = str(self.price_per_page)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Printer:
+        return cls(
+            name=str(data["name"]),
+            uri=str(data["uri"]),
+            node=str(data["node"]),
+            price_per_page=Decimal(str(data.get("price_per_page", "0"))),
+            location=str(data.get("location", "")),
+        )
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """One entry of a node's event stream (long-poll), ordered by ``id``."""
+
+    id: int
+    kind: EventKind
+    job_uuid: str
+    printer: Printer | None = None
+    options: dict[str, str] = field(default_factory=dict)
+    cups_job_id: int = 0
+    cups_job_uuid: str = ""
+    state: JobState | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "job_uuid": self.job_uuid,
+            "printer": self.printer.to_json() if self.printer else None,
+            "options": dict(self.options),
+            "cups_job_id": self.cups_job_id,
+            "cups_job_uuid": self.cups_job_uuid,
+            "state": self.state.value if self.state else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NodeEvent:
+        printer = data.get("printer")
+        state = data.get("state")
+        return cls(
+            id=int(data["id"]),
+            kind=EventKind(data["kind"]),
+            job_uuid=str(data["job_uuid"]),
+            printer=Printer.from_json(printer) if printer else None,
+            options={str(k): str(v) for k, v in dict(data.get("options") or {}).items()},
+            cups_job_id=int(data.get("cups_job_id") or 0),
+            cups_job_uuid=str(data.get("cups_job_uuid") or ""),
+            state=JobState(state) if state else None,
+        )
+
+
+@dataclass(frozen=True)
+class PrintResult:
+    """How a delivery ended at the printer."""
+
+    state: JobState  # COMPLETED, CANCELED or FAILED
+    impressions: int | None
+    sheets: int | None = None
+    printer_job_id: int | None = None
+    reason: str = ""

@@ -1,0 +1,55 @@
+"""Shared fixtures. The peers are real and started here; a missing peer fails, never skips."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pullprint.peers.stack import Stack
+
+OPERATOR = ("ppoperator", "pp-Operator-1")
+REQUIRED_TOOLS = ("cupsd", "lpadmin", "lp", "ippeveprinter", "qpdf", "gs", "avahi-daemon")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = [tool for tool in REQUIRED_TOOLS if not shutil.which(tool)]
+    if missing:
+        raise pytest.UsageError(
+            f"missing peers {missing}: run `make test` (it installs them) instead of bare pytest"
+        )
+    if os.geteuid() != 0:
+        raise pytest.UsageError("the tests start cupsd with a root backend: run them as root")
+
+
+@pytest.fixture(scope="session")
+def operator_account() -> tuple[str, str]:
+    """A local user in group lpadmin, for the CUPS web UI's Basic authentication (PAM)."""
+    name, password = OPERATOR
+    if subprocess.run(["id", name], capture_output=True).returncode != 0:
+        subprocess.run(
+            ["useradd", "-M", "-s", "/usr/sbin/nologin", "-G", "lpadmin", name], check=True
+        )
+    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+    return OPERATOR
+
+
+@pytest.fixture
+def world_dir(tmp_path: Path) -> Path:
+    """A folder cupsd's lp user can traverse (pytest's tmp folders are 0700)."""
+    for parent in [tmp_path, *tmp_path.parents]:
+        if parent == Path("/"):
+            break
+        if parent.stat().st_mode & 0o001 == 0:
+            parent.chmod(parent.stat().st_mode | 0o711)
+    return tmp_path
+
+
+@pytest.fixture
+def stack(world_dir: Path) -> Iterator[Stack]:
+    with Stack(world_dir / "stack") as running:
+        yield running
