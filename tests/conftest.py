@@ -7,10 +7,13 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pullprint.peers.stack import Stack
+
+if TYPE_CHECKING:
+    from pullprint.peers.stack import Stack
 
 OPERATOR = ("ppoperator", "pp-Operator-1")
 REQUIRED_TOOLS = ("cupsd", "lpadmin", "lp", "ippeveprinter", "qpdf", "gs", "avahi-daemon")
@@ -51,5 +54,7 @@ def world_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def stack(world_dir: Path) -> Iterator[Stack]:
+    from pullprint.peers.stack import Stack
+
     with Stack(world_dir / "stack") as running:
         yield running

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from pullprint.backend.spool import CupsJobRecord, Spool
+from pullprint.backend.spool import CupsJobRecord, Spool, own_like_parent
 from pullprint.cloudsync.outbox import Outbox, OutboxEntry, Registrar
 from pullprint.config import NodeConfig
 from pullprint.cups.protocol import BackendExit, CancelFlag, JobArgs, StatusWriter, Terminated
@@ -77,6 +77,7 @@ def receive(source: BinaryIO, dest: Path, limit: int, cancel: CancelFlag) -> tup
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
+        own_like_parent(tmp)
         if cancel.is_set():
             raise Terminated
         tmp.replace(dest)

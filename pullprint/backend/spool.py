@@ -22,6 +22,15 @@ from pullprint.model import JobState
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+def own_like_parent(path: Path) -> None:
+    """Give ``path`` the owner of its folder when running as root: the backend runs as root, the
+    node as the spool's owner (the system user ``pullprint``), and both must handle the files."""
+    if os.geteuid() == 0:
+        st = path.parent.stat()
+        if st.st_uid != 0 or st.st_gid != 0:
+            os.chown(path, st.st_uid, st.st_gid)
+
+
 def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` to ``path`` atomically (fsync'd temp file, then rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -29,6 +38,7 @@ def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
         json.dump(data, fh, sort_keys=True)
         fh.flush()
         os.fsync(fh.fileno())
+    own_like_parent(tmp)
     tmp.replace(path)
 
 
@@ -67,9 +77,12 @@ class Spool:
         self.done = root / "done"
 
     def ensure(self) -> Spool:
-        """Create the folders (0700). Idempotent."""
-        for path in (self.root, self.jobs, self.docs, self.outbox, self.done):
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Create the folders (0700, owned like the spool root). Idempotent."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for path in (self.jobs, self.docs, self.outbox, self.done):
+            if not path.is_dir():
+                path.mkdir(mode=0o700)
+                own_like_parent(path)
         return self
 
     @staticmethod

@@ -93,8 +93,9 @@ def parse_options(text: str) -> dict[str, str]:
         while i < n and not text[i].isspace() and text[i] != "=":
             i += 1
         name = text[start:i]
-        if not name:
-            i += 1
+        if not name:  # "=value" with no name: skip the whole word
+            while i < n and not text[i].isspace():
+                i += 1
             continue
         if i < n and text[i] == "=":
             i += 1
