@@ -1,0 +1,149 @@
+"""The cloud's database: SQLAlchemy Core tables, the engine, and applying the migrations.
+
+The schema is defined here once; ``migrations/versions`` creates it with the same names. Only
+portable types are used (no SQLite-only SQL): money is integer minor units (``amount_minor``),
+printer prices are integer millionths of a currency unit (``price_micro``), timestamps are
+seconds since the epoch as floats, options and event payloads are JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# An id that is a BIGINT on PostgreSQL and an INTEGER PRIMARY KEY (rowid alias) on SQLite.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("pin_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+printers = sa.Table(
+    "printers",
+    metadata,
+    sa.Column("name", sa.String(127), primary_key=True),
+    sa.Column("uri", sa.String(1024), nullable=False),
+    sa.Column("node", sa.String(64), nullable=False, index=True),
+    sa.Column("price_micro", sa.BigInteger, nullable=False),
+    sa.Column("location", sa.String(255), nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("uuid", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False, index=True),
+    sa.Column("title", sa.String(1024), nullable=False),
+    sa.Column("copies", sa.Integer, nullable=False),
+    sa.Column("options", sa.JSON, nullable=False),
+    sa.Column("pages", sa.Integer, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("queue", sa.String(127), nullable=False),
+    sa.Column("origin", sa.String(64), nullable=False),
+    sa.Column("cups_job_id", sa.Integer, nullable=False),
+    sa.Column("cups_job_uuid", sa.String(128), nullable=False),
+    sa.Column("document_format", sa.String(127), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("state_reason", sa.String(1024), nullable=False),
+    sa.Column("printer", sa.String(127), nullable=True),
+    sa.Column("release_options", sa.JSON, nullable=False),
+    sa.Column("price_micro", sa.BigInteger, nullable=True),  # the price when released
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("impressions", sa.Integer, nullable=True),
+    sa.Column("sheets", sa.Integer, nullable=True),
+    sa.Column("document_stored", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+transactions = sa.Table(
+    "transactions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("job_uuid", sa.String(36), sa.ForeignKey("jobs.uuid"), nullable=False, unique=True),
+    sa.Column("user", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("amount_minor", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("pages", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+node_events = sa.Table(
+    "node_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("node", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("job_uuid", sa.String(36), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_node_events_node_id", "node", "id"),
+    sqlite_autoincrement=True,  # ids never reused: they are the nodes' cursors
+)
+
+
+def make_engine(database_url: str) -> Engine:
+    """Create the engine for ``database_url``; for a SQLite file, create its folder first.
+
+    SQLite connections get a busy timeout and WAL journaling (connection settings only; the SQL
+    sent is portable).
+    """
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def alembic_config(engine: Engine) -> AlembicConfig:
+    """An Alembic configuration for the packaged migrations, bound to ``engine`` (no .ini file)."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply every migration up to ``head`` on ``engine``'s database (idempotent)."""
+    log.info("applying database migrations on %s", engine.url.render_as_string())
+    command.upgrade(alembic_config(engine), "head")

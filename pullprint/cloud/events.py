@@ -1,0 +1,71 @@
+"""The node event stream: what each node learns through the long-poll, ordered by ``id``.
+
+Events are appended in the same database transaction as the state change they announce; the
+caller wakes the node's long-polls (``Notifier.notify``) after the commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from pullprint.cloud.db import node_events
+from pullprint.model import EventKind, JobState, NodeEvent, Printer
+
+MAX_BATCH = 100
+
+
+def append_released(
+    conn: Connection, job_uuid: str, printer: Printer, options: dict[str, str]
+) -> None:
+    """Add a ``released`` event for the printer's node (in ``conn``'s transaction)."""
+    payload = {"printer": printer.to_json(), "options": dict(options)}
+    _append(conn, printer.node, EventKind.RELEASED, job_uuid, payload)
+
+
+def append_job_state(
+    conn: Connection,
+    kind: EventKind,
+    node: str,
+    job_uuid: str,
+    cups_job_id: int,
+    cups_job_uuid: str,
+    state: JobState,
+) -> None:
+    """Add a ``canceled`` or ``finished`` event for the job's origin node."""
+    payload = {"cups_job_id": cups_job_id, "cups_job_uuid": cups_job_uuid, "state": state.value}
+    _append(conn, node, kind, job_uuid, payload)
+
+
+def _append(
+    conn: Connection, node: str, kind: EventKind, job_uuid: str, payload: dict[str, Any]
+) -> None:
+    conn.execute(
+        sa.insert(node_events).values(
+            node=node, kind=kind.value, job_uuid=job_uuid, payload=payload, created_at=time.time()
+        )
+    )
+
+
+def after(engine: Engine, node: str, cursor: int, limit: int = MAX_BATCH) -> list[NodeEvent]:
+    """The node's events with id > ``cursor``, oldest first, at most ``limit``. Changes nothing."""
+    query = (
+        sa.select(node_events)
+        .where(node_events.c.node == node, node_events.c.id > cursor)
+        .order_by(node_events.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [from_row(row) for row in rows]
+
+
+def from_row(row: Mapping[Any, Any]) -> NodeEvent:
+    """The model of a ``node_events`` row."""
+    data: dict[str, Any] = dict(row["payload"] or {})
+    data.update(id=row["id"], kind=row["kind"], job_uuid=row["job_uuid"])
+    return NodeEvent.from_json(data)

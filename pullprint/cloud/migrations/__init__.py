@@ -1,0 +1,1 @@
+"""Alembic migrations of the cloud database, applied at start by ``db.upgrade``."""

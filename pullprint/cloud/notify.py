@@ -1,0 +1,121 @@
+"""Waking long-polls: a waiting ``GET /node/events`` returns within ms of a new event.
+
+:class:`Notifier` is the interface the API uses; :class:`LocalNotifier` implements it in-process
+with one ``asyncio.Condition`` per app (one server process). A PostgreSQL ``LISTEN/NOTIFY``
+implementation can replace it for several processes without touching the API.
+
+The protocol, which loses no wake-up: read ``generation(node)``, query the database, and only
+if it had nothing ``await wait(node, generation, timeout)``; a ``notify(node)`` after the
+database commit bumps the generation, so an event committed between the query and the wait
+still ends the wait at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Notifier(Protocol):
+    """Tells waiting long-polls of a node that it has new events."""
+
+    async def start(self) -> None:
+        """Bind to the running event loop (called once by the app's lifespan)."""
+
+    async def stop(self) -> None:
+        """Wake every waiter for good; later waits return at once."""
+
+    def close_threadsafe(self) -> None:
+        """Like :meth:`stop`, callable from any thread or a signal handler."""
+
+    def generation(self, node: str) -> int:
+        """The node's wake-up counter now (read it before querying the database)."""
+
+    def notify(self, node: str) -> None:
+        """Wake the node's waiters (after the commit). Callable from any thread."""
+
+    async def wait(self, node: str, generation: int, timeout: float) -> bool:
+        """Wait until the node's counter differs from ``generation``, or ``timeout`` seconds.
+
+        Returns True when woken, False on timeout or when the notifier is closed.
+        """
+
+
+class LocalNotifier:
+    """In-process notifier: a counter per node and one condition on the app's event loop."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._cond: asyncio.Condition | None = None
+        self._lock = threading.Lock()
+        self._generations: dict[str, int] = {}
+        self._closed = False
+
+    async def start(self) -> None:
+        """Bind to the running loop; changes nothing else (idempotent)."""
+        self._loop = asyncio.get_running_loop()
+        self._cond = asyncio.Condition()
+        self._closed = False
+
+    async def stop(self) -> None:
+        """Mark closed and wake every waiter."""
+        self._closed = True
+        await self._wake_all()
+
+    def close_threadsafe(self) -> None:
+        """Mark closed and wake every waiter from any thread (e.g. a SIGTERM handler)."""
+        self._closed = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._wake_all()))
+
+    def generation(self, node: str) -> int:
+        with self._lock:
+            return self._generations.get(node, 0)
+
+    def notify(self, node: str) -> None:
+        """Bump the node's counter and wake waiters on the loop; safe from worker threads."""
+        with self._lock:
+            self._generations[node] = self._generations.get(node, 0) + 1
+        self._schedule()
+
+    def _schedule(self) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.create_task(self._wake_all())
+        else:
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._wake_all()))
+
+    async def _wake_all(self) -> None:
+        cond = self._cond
+        if cond is None:
+            return
+        async with cond:
+            cond.notify_all()
+
+    async def wait(self, node: str, generation: int, timeout: float) -> bool:
+        cond = self._cond
+        if cond is None:
+            raise RuntimeError("LocalNotifier.wait before start()")
+        if timeout <= 0 or self._closed:
+            return False
+
+        def changed() -> bool:
+            return self._closed or self.generation(node) != generation
+
+        try:
+            async with cond:
+                await asyncio.wait_for(cond.wait_for(changed), timeout)
+        except TimeoutError:
+            return False
+        return not self._closed

@@ -1,0 +1,296 @@
+"""Checking request bodies and parameters: each failure is an InvalidRequest (422) whose message
+names the field and the limit. Pure functions; nothing here touches the database.
+
+Values a caller sent are not echoed back (a PIN never is); messages say what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid as uuidlib
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pullprint.cloud.ledger import MAX_PRICE, PRICE_DECIMALS
+from pullprint.errors import InvalidRequest
+from pullprint.model import JobState, JobSubmission, Printer
+
+MAX_JSON_BODY = 256 * 1024
+MAX_DOCUMENT_BYTES = 2 * 1024 * 1024 * 1024
+MAX_OPTIONS = 100
+MAX_OPTION_KEY = 128
+MAX_OPTION_VALUE = 1024
+MAX_NAME = 64
+MAX_TITLE = 1024
+MAX_REASON = 1024
+MAX_INT32 = 2**31 - 1
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_PIN = re.compile(r"[0-9]{4,8}")
+_MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def _bad(message: str) -> InvalidRequest:
+    return InvalidRequest(422, message)
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    user: str
+    pin: str
+    printer: str
+    options: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    user: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class ProgressRequest:
+    state: JobState
+    impressions: int | None
+    sheets: int | None
+    reason: str
+
+
+def body_object(data: Any) -> dict[str, Any]:
+    """The parsed JSON body as an object, else 422."""
+    if not isinstance(data, dict):
+        raise _bad("the request body must be a JSON object")
+    return data
+
+
+def text(
+    data: dict[str, Any],
+    key: str,
+    *,
+    max_len: int,
+    min_len: int = 1,
+    default: str | None = None,
+    printable: bool = True,
+) -> str:
+    """A string field of ``data`` with ``min_len`` to ``max_len`` characters."""
+    if key not in data or data[key] is None:
+        if default is not None:
+            return default
+        raise _bad(f"{key} is required")
+    value = data[key]
+    if not isinstance(value, str):
+        raise _bad(f"{key} must be a string")
+    if not min_len <= len(value) <= max_len:
+        raise _bad(f"{key} must be {min_len} to {max_len} characters long")
+    if printable and not value.isprintable():
+        raise _bad(f"{key} must contain only printable characters")
+    return value
+
+
+def integer(
+    data: dict[str, Any],
+    key: str,
+    *,
+    minimum: int = 0,
+    maximum: int = MAX_INT32,
+    default: int | None = None,
+) -> int:
+    """An integer field (not a bool, not a float) within ``minimum``..``maximum``."""
+    if key not in data or data[key] is None:
+        if default is not None:
+            return default
+        raise _bad(f"{key} is required")
+    value = data[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _bad(f"{key} must be an integer")
+    if not minimum <= value <= maximum:
+        raise _bad(f"{key} must be between {minimum} and {maximum}")
+    return value
+
+
+def optional_integer(data: dict[str, Any], key: str, *, maximum: int = MAX_INT32) -> int | None:
+    """An integer field that may be absent or null."""
+    if data.get(key) is None:
+        return None
+    return integer(data, key, maximum=maximum)
+
+
+def name(value: Any, key: str = "user") -> str:
+    """A user or node name: 1-64 printable characters, no '/'."""
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= MAX_NAME
+        or not value.isprintable()
+        or "/" in value
+    ):
+        raise _bad(f"{key} must be 1 to {MAX_NAME} printable characters without '/'")
+    return value
+
+
+def pin(value: Any) -> str:
+    """A PIN: 4 to 8 ASCII digits."""
+    if not isinstance(value, str) or not _PIN.fullmatch(value):
+        raise _bad("pin must be 4 to 8 digits")
+    return value
+
+
+def job_uuid(value: Any, key: str = "uuid") -> str:
+    """A UUID in its canonical lowercase form (e.g. 123e4567-e89b-12d3-a456-426614174000)."""
+    if isinstance(value, str) and len(value) == 36:
+        try:
+            if str(uuidlib.UUID(value)) == value:
+                return value
+        except ValueError:
+            pass
+    raise _bad(f"{key} must be a lowercase UUID like 123e4567-e89b-12d3-a456-426614174000")
+
+
+def options(value: Any, key: str = "options") -> dict[str, str]:
+    """A table of at most 100 string options (keys 1-128, values 0-1024 characters)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad(f"{key} must be a JSON object of strings")
+    if len(value) > MAX_OPTIONS:
+        raise _bad(f"{key} may hold at most {MAX_OPTIONS} options")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not 1 <= len(k) <= MAX_OPTION_KEY or not k.isprintable():
+            raise _bad(f"{key}: each name must be 1 to {MAX_OPTION_KEY} printable characters")
+        if not isinstance(v, str) or len(v) > MAX_OPTION_VALUE or not v.isprintable():
+            raise _bad(
+                f"{key}: the value of {k} must be a string of at most {MAX_OPTION_VALUE} "
+                "printable characters"
+            )
+        out[k] = v
+    return out
+
+
+def submission(data: Any) -> JobSubmission:
+    """A JobSubmission from a registration body."""
+    obj = body_object(data)
+    sha256 = text(obj, "sha256", min_len=64, max_len=64)
+    if not _SHA256.fullmatch(sha256):
+        raise _bad("sha256 must be 64 lowercase hexadecimal digits")
+    document_format = text(obj, "document_format", max_len=127, default="application/pdf")
+    if not _MIME.fullmatch(document_format):
+        raise _bad("document_format must be a MIME type like application/pdf")
+    return JobSubmission(
+        uuid=job_uuid(obj.get("uuid")),
+        owner=name(obj.get("owner"), "owner"),
+        title=text(obj, "title", min_len=0, max_len=MAX_TITLE, default=""),
+        copies=integer(obj, "copies", minimum=1, maximum=9999),
+        options=options(obj.get("options")),
+        pages=integer(obj, "pages", maximum=1_000_000),
+        size=integer(obj, "size", maximum=MAX_DOCUMENT_BYTES),
+        sha256=sha256,
+        queue=text(obj, "queue", max_len=127),
+        origin=name(obj.get("origin"), "origin"),
+        cups_job_id=integer(obj, "cups_job_id"),
+        cups_job_uuid=text(obj, "cups_job_uuid", min_len=0, max_len=128, default=""),
+        document_format=document_format,
+    )
+
+
+def price(value: Any) -> Decimal:
+    """A per-page price: a decimal string (or integer), 0 to 1000000, at most 6 decimals."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _bad('price_per_page must be a decimal string like "0.05" (never a float)')
+    try:
+        result = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise _bad('price_per_page must be a decimal string like "0.05"') from exc
+    if not result.is_finite() or not Decimal(0) <= result <= MAX_PRICE:
+        raise _bad(f"price_per_page must be between 0 and {MAX_PRICE}")
+    exponent = result.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -PRICE_DECIMALS:
+        raise _bad(f"price_per_page may have at most {PRICE_DECIMALS} decimal places")
+    return result
+
+
+def printer(data: Any) -> Printer:
+    """A Printer from a body."""
+    obj = body_object(data)
+    printer_name = name(obj.get("name"), "name")
+    uri = text(obj, "uri", max_len=1024)
+    if not _URI.fullmatch(uri):
+        raise _bad("uri must be an absolute URI like ipp://printer.local/ipp/print")
+    return Printer(
+        name=printer_name,
+        uri=uri,
+        node=name(obj.get("node"), "node"),
+        price_per_page=price(obj.get("price_per_page", "0")),
+        location=text(obj, "location", min_len=0, max_len=255, default=""),
+    )
+
+
+def release(data: Any) -> ReleaseRequest:
+    """A release body: user, pin, printer and options."""
+    obj = body_object(data)
+    return ReleaseRequest(
+        user=name(obj.get("user")),
+        pin=pin(obj.get("pin")),
+        printer=name(obj.get("printer"), "printer"),
+        options=options(obj.get("options")),
+    )
+
+
+def cancel(data: Any) -> CancelRequest:
+    """A cancel body: user (or null) and a reason."""
+    obj = body_object(data)
+    user = obj.get("user")
+    return CancelRequest(
+        user=None if user is None else name(user),
+        reason=text(obj, "reason", min_len=0, max_len=MAX_REASON, default=""),
+    )
+
+
+PROGRESS_STATES = (JobState.PRINTING, JobState.COMPLETED, JobState.CANCELED, JobState.FAILED)
+
+
+def progress(data: Any) -> ProgressRequest:
+    """A progress body: state (printing/completed/canceled/failed), impressions, sheets, reason."""
+    obj = body_object(data)
+    raw = obj.get("state")
+    allowed = ", ".join(s.value for s in PROGRESS_STATES)
+    if not isinstance(raw, str) or raw not in {s.value for s in PROGRESS_STATES}:
+        raise _bad(f"state must be one of {allowed}")
+    return ProgressRequest(
+        state=JobState(raw),
+        impressions=optional_integer(obj, "impressions", maximum=100_000_000),
+        sheets=optional_integer(obj, "sheets", maximum=100_000_000),
+        reason=text(obj, "reason", min_len=0, max_len=MAX_REASON, default=""),
+    )
+
+
+def job_state(value: str) -> JobState:
+    """A JobState from a query parameter."""
+    try:
+        return JobState(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobState)
+        raise _bad(f"state must be one of {allowed}") from None
+
+
+def query_int(value: str | None, key: str, default: int) -> int:
+    """A non-negative integer query parameter."""
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or len(value) > 18:
+        raise _bad(f"{key} must be a non-negative integer")
+    return int(value)
+
+
+def query_seconds(value: str | None, key: str, default: float, maximum: float) -> float:
+    """A number of seconds from a query parameter, 0 to ``maximum`` (larger values are clamped)."""
+    if value is None or value == "":
+        return min(default, maximum)
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise _bad(f"{key} must be a number of seconds") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise _bad(f"{key} must be a non-negative number of seconds")
+    return min(seconds, maximum)

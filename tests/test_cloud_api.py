@@ -1,0 +1,410 @@
+"""The cloud release service against its real server subprocess (CloudServer) and the real
+client: registration, documents, release with PIN, long-poll events, claim, download, ledger,
+cancel, authorization, and a restart that keeps the data."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import requests
+
+from pullprint.cloudsync.client import CloudClient
+from pullprint.errors import (
+    CloudUnavailable,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+)
+from pullprint.model import (
+    EventKind,
+    Job,
+    JobState,
+    JobSubmission,
+    NodeEvent,
+    Printer,
+    TransactionStatus,
+)
+from pullprint.peers.cloud import CloudServer
+
+log = logging.getLogger(__name__)
+
+PRICE = Decimal("0.05")
+PINS = {"alice": "1234", "bob": "56789"}
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudServer]:
+    server = CloudServer(
+        tmp_path_factory.mktemp("cloud"), node_names=("node1", "node2"), long_poll_seconds=10.0
+    )
+    with server:
+        with server.admin_client() as admin:
+            for name, pin in PINS.items():
+                admin.add_user(name, pin)
+            admin.add_printer(Printer("printer1", "ipp://127.0.0.1:1/ipp/print", "node1", PRICE))
+            admin.add_printer(Printer("printer2", "ipp://127.0.0.1:2/ipp/print", "node2", PRICE))
+        yield server
+
+
+@pytest.fixture
+def admin(cloud: CloudServer) -> Iterator[CloudClient]:
+    with cloud.admin_client() as client:
+        yield client
+
+
+@pytest.fixture
+def node1(cloud: CloudServer) -> Iterator[CloudClient]:
+    with cloud.node_client("node1") as client:
+        yield client
+
+
+@pytest.fixture
+def node2(cloud: CloudServer) -> Iterator[CloudClient]:
+    with cloud.node_client("node2") as client:
+        yield client
+
+
+def make_document(folder: Path, size: int = 20_000) -> Path:
+    path = folder / f"doc-{uuidlib.uuid4().hex}.pdf"
+    path.write_bytes(b"%PDF-1.7\n" + os.urandom(size))
+    return path
+
+
+def submission(
+    doc: Path, owner: str = "alice", origin: str = "node2", pages: int = 3, copies: int = 2
+) -> JobSubmission:
+    data = doc.read_bytes()
+    return JobSubmission(
+        uuid=str(uuidlib.uuid4()),
+        owner=owner,
+        title="report.pdf",
+        copies=copies,
+        options={"sides": "two-sided-long-edge"},
+        pages=pages,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        queue="PullPrint",
+        origin=origin,
+        cups_job_id=42,
+        cups_job_uuid=f"urn:uuid:{uuidlib.uuid4()}",
+    )
+
+
+def held_job(node: CloudClient, folder: Path, **kwargs: object) -> tuple[Job, Path]:
+    doc = make_document(folder)
+    sub = submission(doc, **kwargs)  # type: ignore[arg-type]
+    job = node.register(sub)
+    node.upload_document(sub.uuid, doc)
+    return job, doc
+
+
+def cursor_now(node: CloudClient) -> int:
+    cursor = 0
+    while True:
+        found, cursor = node.events(cursor, 0)
+        if not found:
+            return cursor
+
+
+def events_for(node: CloudClient, after: int, uuid: str) -> list[NodeEvent]:
+    found, _ = node.events(after, 2.0)
+    return [e for e in found if e.job_uuid == uuid]
+
+
+class Poll(threading.Thread):
+    """One long-poll in a thread, noting when it returned."""
+
+    def __init__(self, node: CloudClient, after: int) -> None:
+        super().__init__()
+        self.node, self.after = node, after
+        self.events: list[NodeEvent] = []
+        self.cursor = -1
+        self.returned_at = float("inf")
+
+    def run(self) -> None:
+        self.events, self.cursor = self.node.events(self.after, 8.0)
+        self.returned_at = time.monotonic()
+
+
+def test_health_and_roles(cloud: CloudServer, admin: CloudClient, node1: CloudClient) -> None:
+    assert admin.health()
+    assert requests.get(f"{cloud.url}/api/v1/health", timeout=5).json() == {"status": "ok"}
+    with pytest.raises(Forbidden, match="admin token"):
+        node1.add_user("mallory", "1234")
+    with pytest.raises(Forbidden):
+        node1.list_jobs()
+    with pytest.raises(Forbidden):
+        admin.events(0, 0)
+    with CloudClient(cloud.url, "not-a-token") as stranger:
+        with pytest.raises(Unauthorized):
+            stranger.list_printers()
+    answer = requests.get(f"{cloud.url}/api/v1/printers", timeout=5)
+    assert answer.status_code == 401 and "Bearer" in answer.json()["detail"]
+    names = {p.name: p for p in node1.list_printers()}
+    assert names["printer1"].price_per_page == PRICE and names["printer1"].node == "node1"
+
+
+def test_input_validation(
+    cloud: CloudServer, admin: CloudClient, node1: CloudClient, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidRequest, match="4 to 8 digits"):
+        admin.add_user("carol", "12")
+    with pytest.raises(InvalidRequest, match="without '/'"):
+        admin.add_user("a/b", "1234")
+    with pytest.raises(Conflict, match="already exists"):
+        admin.add_user("alice", "9999")
+    sub = submission(make_document(tmp_path), origin="node1")
+    with pytest.raises(InvalidRequest, match="UUID"):
+        node1.register(JobSubmission(**{**sub.to_json(), "uuid": "not-a-uuid"}))
+    many = {f"k{i}": "v" for i in range(101)}
+    with pytest.raises(InvalidRequest, match="at most 100 options"):
+        node1.register(JobSubmission(**{**sub.to_json(), "options": many}))
+    with pytest.raises(Forbidden, match="origin node node2"):
+        node1.register(JobSubmission(**{**sub.to_json(), "origin": "node2"}))
+    with pytest.raises(InvalidRequest, match="larger than the limit"):
+        node1.register(JobSubmission(**{**sub.to_json(), "title": "x" * 300_000}))
+    printer = {"name": "p", "uri": "ipp://h/", "node": "n", "price_per_page": 0.1}
+    answer = admin.session.post(
+        f"{admin.base_url}/api/v1/printers",
+        json=printer,
+        headers={"Authorization": f"Bearer {cloud.admin_token}"},
+        timeout=5,
+    )
+    assert answer.status_code == 422 and "never a float" in answer.json()["detail"]
+    answer = admin.session.post(
+        f"{admin.base_url}/api/v1/users",
+        data=b"{not json",
+        headers={"Authorization": f"Bearer {cloud.admin_token}"},
+        timeout=5,
+    )
+    assert answer.status_code == 400 and "not valid JSON" in answer.json()["detail"]
+
+
+def test_register_upload_idempotent(cloud: CloudServer, node2: CloudClient, tmp_path: Path) -> None:
+    doc = make_document(tmp_path)
+    sub = submission(doc)
+    first = node2.register(sub)
+    assert first.state is JobState.HELD
+    assert first.transaction is not None
+    assert first.transaction.status is TransactionStatus.PENDING
+    assert first.transaction.amount == 0 and first.transaction.kind == "printer-usage"
+    again = node2.register(sub)
+    assert again == first
+    node2.upload_document(sub.uuid, doc)
+    node2.upload_document(sub.uuid, doc)  # again after success: 204
+    stored = cloud.storage_dir / f"{sub.uuid}.doc"
+    assert stored.read_bytes() == doc.read_bytes()
+    with pytest.raises(Conflict, match="different content"):
+        node2.register(JobSubmission(**{**sub.to_json(), "pages": 99}))
+    with pytest.raises(NotFound):
+        node2.upload_document(str(uuidlib.uuid4()), doc)
+
+
+def test_bad_document_rejected_nothing_kept(
+    cloud: CloudServer, node2: CloudClient, tmp_path: Path
+) -> None:
+    doc = make_document(tmp_path)
+    sub = submission(doc)
+    node2.register(JobSubmission(**{**sub.to_json(), "sha256": "0" * 64}))
+    with pytest.raises(InvalidRequest, match="sha256"):
+        node2.upload_document(sub.uuid, doc)
+    short = submission(doc)
+    node2.register(JobSubmission(**{**short.to_json(), "size": 100}))
+    with pytest.raises(InvalidRequest, match="larger than the registered size of 100 bytes"):
+        node2.upload_document(short.uuid, doc)
+    leftovers = [p.name for p in cloud.storage_dir.iterdir() if sub.uuid in p.name]
+    leftovers += [p.name for p in cloud.storage_dir.iterdir() if short.uuid in p.name]
+    assert leftovers == []
+    assert not list(cloud.storage_dir.glob(".*.part"))
+
+
+def test_list_jobs(admin: CloudClient, node2: CloudClient, tmp_path: Path) -> None:
+    a, _ = held_job(node2, tmp_path, owner="bob")
+    b, _ = held_job(node2, tmp_path, owner="bob")
+    bobs = admin.list_jobs(user="bob")
+    uuids = [j.uuid for j in bobs]
+    assert uuids.index(b.uuid) < uuids.index(a.uuid)  # newest first
+    assert all(j.owner == "bob" for j in bobs)
+    held = admin.list_jobs(state=JobState.HELD)
+    assert {a.uuid, b.uuid} <= {j.uuid for j in held}
+    assert all(j.state is JobState.HELD for j in held)
+    assert admin.list_jobs(user="bob", state=JobState.COMPLETED) == []
+
+
+def test_release_refusals(admin: CloudClient, node2: CloudClient, tmp_path: Path) -> None:
+    job, _ = held_job(node2, tmp_path)
+    with pytest.raises(Forbidden, match="wrong PIN for user alice"):
+        admin.release(job.uuid, "alice", "0000", "printer1")
+    with pytest.raises(Forbidden, match=f"job {job.uuid} belongs to alice"):
+        admin.release(job.uuid, "bob", PINS["bob"], "printer1")
+    with pytest.raises(NotFound, match="printer"):
+        admin.release(job.uuid, "alice", PINS["alice"], "nowhere")
+    with pytest.raises(NotFound, match="job"):
+        admin.release(str(uuidlib.uuid4()), "alice", PINS["alice"], "printer1")
+    assert admin.get_job(job.uuid).state is JobState.HELD
+    admin.release(job.uuid, "alice", PINS["alice"], "printer1")
+    with pytest.raises(Conflict, match="job is released, not held"):
+        admin.release(job.uuid, "alice", PINS["alice"], "printer1")
+
+
+def test_release_claim_download_complete(
+    cloud: CloudServer,
+    admin: CloudClient,
+    node1: CloudClient,
+    node2: CloudClient,
+    tmp_path: Path,
+) -> None:
+    """Origin node2 (CUPS), printer1 on node1: the release wakes node1's long-poll at once."""
+    job, doc = held_job(node2, tmp_path, pages=3, copies=2)
+    start1, start2 = cursor_now(node1), cursor_now(node2)
+    poll = Poll(node1, start1)
+    poll.start()
+    time.sleep(0.3)  # the poll is waiting in the server now
+    before = time.monotonic()
+    released = admin.release(job.uuid, "alice", PINS["alice"], "printer1", {"media": "a4"})
+    after = time.monotonic()
+    poll.join(10)
+    assert released.state is JobState.RELEASED and released.printer == "printer1"
+    log.warning(
+        "long-poll woke %.1f ms after the release answered (release took %.1f ms)",
+        (poll.returned_at - after) * 1000,
+        (after - before) * 1000,
+    )
+    assert poll.returned_at - before < 1.0
+    found = [e for e in poll.events if e.job_uuid == job.uuid]
+    assert len(found) == 1
+    event = found[0]
+    assert event.kind is EventKind.RELEASED and event.options == {"media": "a4"}
+    assert event.printer is not None and event.printer.name == "printer1"
+    assert event.printer.price_per_page == PRICE
+    assert poll.cursor == event.id
+
+    with pytest.raises(Conflict):
+        node2.claim(job.uuid)  # printer1 is not node2's
+    with pytest.raises(Forbidden):
+        node1.download(job.uuid, tmp_path / "early.pdf")  # not claimed yet
+    claimed = node1.claim(job.uuid)
+    assert claimed.state is JobState.CLAIMED
+    with pytest.raises(Conflict):
+        node1.claim(job.uuid)
+    dest = tmp_path / "got.pdf"
+    assert node1.download(job.uuid, dest) == doc.stat().st_size
+    assert dest.read_bytes() == doc.read_bytes()
+    with pytest.raises(Forbidden):
+        node2.download(job.uuid, tmp_path / "other.pdf")
+    assert node1.progress(job.uuid, JobState.PRINTING).state is JobState.PRINTING
+    done = node1.progress(job.uuid, JobState.COMPLETED, impressions=None, sheets=3)
+    assert done.state is JobState.COMPLETED
+    tx = done.transaction
+    assert tx is not None and tx.status is TransactionStatus.COMPLETED
+    assert tx.pages == 3 * 2
+    assert tx.amount == Decimal(3 * 2) * PRICE == Decimal("0.30")
+    assert tx.summary() == "Printer Usage: 6 pages, 0.30 EUR (completed)"
+    # Repeating the end state is harmless; the document is gone (retention "at once").
+    assert node1.progress(job.uuid, JobState.COMPLETED).state is JobState.COMPLETED
+    assert not (cloud.storage_dir / f"{job.uuid}.doc").exists()
+    finished = events_for(node2, start2, job.uuid)
+    assert [(e.kind, e.state, e.cups_job_id) for e in finished] == [
+        (EventKind.FINISHED, JobState.COMPLETED, 42)
+    ]
+    assert finished[0].cups_job_uuid == job.cups_job_uuid
+    with pytest.raises(Conflict):
+        admin.cancel(job.uuid, reason="too late")
+
+
+def test_impressions_priced_and_failed_is_free(
+    admin: CloudClient, node1: CloudClient, tmp_path: Path
+) -> None:
+    job, _ = held_job(node1, tmp_path, origin="node1", pages=4, copies=1)
+    admin.release(job.uuid, "alice", PINS["alice"], "printer1")
+    node1.claim(job.uuid)
+    done = node1.progress(job.uuid, JobState.COMPLETED, impressions=5)
+    assert done.impressions == 5 and done.transaction is not None
+    assert done.transaction.amount == Decimal("0.25") and done.transaction.pages == 5
+
+    job2, _ = held_job(node1, tmp_path, origin="node1")
+    admin.release(job2.uuid, "alice", PINS["alice"], "printer1")
+    node1.claim(job2.uuid)
+    failed = node1.progress(job2.uuid, JobState.FAILED, reason="paper jam")
+    assert failed.state_reason == "paper jam" and failed.transaction is not None
+    assert failed.transaction.status is TransactionStatus.CANCELED
+    assert failed.transaction.amount == 0
+
+
+def test_races_have_one_winner(admin: CloudClient, cloud: CloudServer, tmp_path: Path) -> None:
+    with cloud.node_client("node1") as node:
+        job, _ = held_job(node, tmp_path, origin="node1")
+
+    def release(_i: int) -> str:
+        with cloud.admin_client() as client:
+            try:
+                client.release(job.uuid, "alice", PINS["alice"], "printer1")
+            except Conflict:
+                return "conflict"
+        return "ok"
+
+    def claim(_i: int) -> str:
+        with cloud.node_client("node1") as client:
+            try:
+                client.claim(job.uuid)
+            except Conflict:
+                return "conflict"
+        return "ok"
+
+    with ThreadPoolExecutor(6) as pool:
+        assert sorted(pool.map(release, range(6))) == ["conflict"] * 5 + ["ok"]
+        assert sorted(pool.map(claim, range(6))) == ["conflict"] * 5 + ["ok"]
+    assert admin.get_job(job.uuid).state is JobState.CLAIMED
+
+
+def test_cancel_by_owner_and_by_other(
+    cloud: CloudServer, admin: CloudClient, node2: CloudClient, tmp_path: Path
+) -> None:
+    job, _ = held_job(node2, tmp_path)
+    start = cursor_now(node2)
+    with pytest.raises(Forbidden, match=f"job {job.uuid} belongs to alice"):
+        admin.cancel(job.uuid, user="bob")
+    assert admin.get_job(job.uuid).state is JobState.HELD
+    canceled = admin.cancel(job.uuid, user="alice", reason="changed my mind")
+    assert canceled.state is JobState.CANCELED
+    assert canceled.transaction is not None
+    assert canceled.transaction.status is TransactionStatus.CANCELED
+    assert canceled.transaction.amount == 0
+    assert admin.cancel(job.uuid, user="alice").state is JobState.CANCELED  # idempotent
+    assert not (cloud.storage_dir / f"{job.uuid}.doc").exists()
+    found = events_for(node2, start, job.uuid)
+    assert [(e.kind, e.state) for e in found] == [(EventKind.CANCELED, JobState.CANCELED)]
+    assert found[0].cups_job_uuid == job.cups_job_uuid and found[0].cups_job_id == 42
+    with pytest.raises(Conflict, match="not held"):
+        admin.release(job.uuid, "alice", PINS["alice"], "printer1")
+    # The node that took the job in CUPS may cancel it too (user null).
+    job2, _ = held_job(node2, tmp_path)
+    assert node2.cancel(job2.uuid, reason="canceled in CUPS").state is JobState.CANCELED
+
+
+def test_restart_keeps_data(
+    cloud: CloudServer, admin: CloudClient, node2: CloudClient, tmp_path: Path
+) -> None:
+    job, doc = held_job(node2, tmp_path)
+    cloud.stop()
+    assert not admin.health()
+    with pytest.raises(CloudUnavailable):
+        admin.get_job(job.uuid)
+    cloud.start()
+    again = admin.get_job(job.uuid)
+    assert again == job
+    assert (cloud.storage_dir / f"{job.uuid}.doc").read_bytes() == doc.read_bytes()
+    assert {p.name for p in admin.list_printers()} >= {"printer1", "printer2"}
+    admin.release(job.uuid, "alice", PINS["alice"], "printer2")
