@@ -67,7 +67,13 @@ def test_sigterm_interrupts_a_blocking_read() -> None:
 
 
 def test_ticket_from_cups_options_and_release_changes() -> None:
-    ticket = build_ticket({"ColorModel": "Gray", "Duplex": "DuplexNoTumble", "PageSize": "A4"}, 2)
+    options = {
+        "ColorModel": "Gray",
+        "print-color-mode": "color",  # the queue's default, passed along by cupsd
+        "Duplex": "DuplexNoTumble",
+        "PageSize": "A4",
+    }
+    ticket = build_ticket(options, 2)
     assert ticket == {
         "copies": 2,
         "print-color-mode": "monochrome",

@@ -39,7 +39,6 @@ PreserveJobHistory Yes
 PreserveJobFiles No
 MaxJobs 0
 DefaultAuthType Basic
-{setenv}
 <Location />
   Order allow,deny
   Allow from 127.0.0.1
@@ -103,6 +102,7 @@ User lp
 Group lp
 SystemGroup root lpadmin
 FileDevice No
+{setenv}
 """
 
 
@@ -173,11 +173,11 @@ class PrivateCups:
         (self.root / "tmp").chmod(0o1770)
         setenv = "\n".join(f"SetEnv {k} {v}" for k, v in self.env_for_jobs.items())
         (self.root / "cupsd.conf").write_text(
-            CUPSD_CONF.format(
-                port=self.port, root=self.root, setenv=setenv, log_level=self.log_level
-            )
+            CUPSD_CONF.format(port=self.port, root=self.root, log_level=self.log_level)
         )
-        (self.root / "cups-files.conf").write_text(CUPS_FILES_CONF.format(root=self.root))
+        (self.root / "cups-files.conf").write_text(
+            CUPS_FILES_CONF.format(root=self.root, setenv=setenv)
+        )
 
     # -- life -----------------------------------------------------------------------------
     def start(self) -> PrivateCups:

@@ -32,12 +32,14 @@ def build_ticket(
 ) -> dict[str, str | int]:
     """Job attributes for Print-Job from the CUPS options, overridden by ``release``. Pure."""
     ticket: dict[str, str | int] = {"copies": copies}
-    color = options.get("print-color-mode") or COLOR_FROM_CUPS.get(
-        options.get("ColorModel", "").lower(), ""
+    # The PPD's own options come first: cupsd maps what the print dialog chose onto them, while it
+    # also passes the queue's IPP defaults (print-color-mode=color) whatever the user picked.
+    color = COLOR_FROM_CUPS.get(options.get("ColorModel", "").lower()) or options.get(
+        "print-color-mode", ""
     )
     if color in COLOR_MODES:
         ticket["print-color-mode"] = color
-    sides = options.get("sides") or SIDES_FROM_CUPS.get(options.get("Duplex", "").lower(), "")
+    sides = SIDES_FROM_CUPS.get(options.get("Duplex", "").lower()) or options.get("sides", "")
     if sides in SIDES:
         ticket["sides"] = sides
     media = MEDIA_FROM_PAGESIZE.get(options.get("PageSize", options.get("media", "")).lower())
