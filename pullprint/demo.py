@@ -36,8 +36,11 @@ def run(root: Path) -> str:
         step("lp -U alice -d PullPrint report.pdf")
         cups_job = cups.lp(document, user="alice", title="Quarterly report")
         attrs = cups.wait_job(cups_job, {CupsJobState.HELD}, timeout=30)
-        print(cups.run("lpstat", "-o", "PullPrint", "-l").stdout.rstrip())
-        print(f"CUPS job {cups_job}: {attrs.get('job-printer-state-message', '')}")
+        print(cups.run("lpstat", "-o", "PullPrint").stdout.rstrip())
+        print(
+            f"CUPS job {cups_job}: {CupsJobState(int(attrs['job-state'])).name.lower()}, "
+            f"job-hold-until={attrs.get('job-hold-until')}"
+        )
         job = stack.wait_cloud_job("alice", cups_job)
         step(f"pullprint jobs --user alice  (job {job.uuid} is {job.state.value})")
         print(stack.cli("jobs", "--user", "alice").stdout.rstrip())

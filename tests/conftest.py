@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,14 +43,15 @@ def operator_account() -> tuple[str, str]:
 
 
 @pytest.fixture
-def world_dir(tmp_path: Path) -> Path:
-    """A folder cupsd's lp user can traverse (pytest's tmp folders are 0700)."""
-    for parent in [tmp_path, *tmp_path.parents]:
-        if parent == Path("/"):
-            break
-        if parent.stat().st_mode & 0o001 == 0:
-            parent.chmod(parent.stat().st_mode | 0o711)
-    return tmp_path
+def world_dir() -> Iterator[Path]:
+    """A fresh folder that cupsd's lp user can traverse (0755). Not under pytest's tmp_path:
+    pytest keeps /tmp/pytest-of-root at 0700 and resets it whenever a pytest run starts."""
+    folder = Path(tempfile.mkdtemp(prefix="pullprint-test-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

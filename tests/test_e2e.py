@@ -4,6 +4,7 @@ the cloud service; the node daemon. Each test follows one story of the end-to-en
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,7 +82,8 @@ def test_cancel_in_cups_web_ui_cancels_everywhere(
     cups_job, uuid = print_and_hold(stack, world_dir)
     assert stack.cups is not None
     page = web_cancel(stack.cups.url, cups_job, "PullPrint", operator_account)
-    assert f"Job {cups_job} has been canceled" in page
+    text = " ".join(re.sub(r"<[^>]+>", "", page).split())
+    assert f"Job {cups_job} has been canceled" in text, text
     job = stack.wait_state(uuid, {JobState.CANCELED}, timeout=15)
     assert job.transaction is not None
     assert job.transaction.status is TransactionStatus.CANCELED

@@ -134,13 +134,17 @@ class CupsJobs:
             return
         self._call(lambda conn: conn.cancelJob(job_id))
 
-    def subscribe(self, queue: str, lease: int = 0) -> int:
-        """Subscribe to the queue's job events (pull notifications); returns the subscription id."""
+    def subscribe(self, lease: int = 0) -> int:
+        """Subscribe to every job's events (pull notifications); returns the subscription id.
+
+        The subscription is server-wide: cupsd sends no job-completed event to a printer's
+        subscription for a held job that is canceled (measured with CUPS 2.4.2).
+        """
 
         def sub(conn: Any) -> int:
             return int(
                 conn.createSubscription(
-                    f"ipp://localhost/printers/{queue}",
+                    "ipp://localhost/",
                     events=["job-state-changed", "job-completed"],
                     lease_duration=lease,
                 )

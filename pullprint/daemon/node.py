@@ -232,7 +232,7 @@ class Node:
         if self.cups is None:
             return 0
         if self._cups_sub is None:
-            self._cups_sub = self.cups.subscribe(self.config.queues[0])
+            self._cups_sub = self.cups.subscribe()
             self._cups_seq = 0
             self.resync()
         try:
