@@ -16,12 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pullprint.cups.jobs import CupsJobState  # noqa: E402
-from pullprint.model import JobState  # noqa: E402
-from pullprint.peers.documents import make_pdf  # noqa: E402
-from pullprint.peers.stack import Stack  # noqa: E402
+from pullprint.cups.jobs import CupsJobState
+from pullprint.model import JobState
+from pullprint.peers.documents import make_pdf
+from pullprint.peers.stack import Stack
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -86,8 +86,14 @@ def test_ticket_from_cups_options_and_release_changes() -> None:
 
 @pytest.mark.parametrize(
     "release",
-    [{"copies": "0"}, {"copies": "1000000"}, {"copies": "1;rm -rf /"}, {"sides": "x"},
-     {"evil": "1"}, {"print-color-mode": "$(id)"}],
+    [
+        {"copies": "0"},
+        {"copies": "1000000"},
+        {"copies": "1;rm -rf /"},
+        {"sides": "x"},
+        {"evil": "1"},
+        {"print-color-mode": "$(id)"},
+    ],
 )
 def test_ticket_rejects_hostile_release_options(release: dict[str, str]) -> None:
     with pytest.raises(TicketError):

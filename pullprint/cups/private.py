@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -287,7 +288,9 @@ class PrivateCups:
         """The CUPS job's attributes (job-state, job-state-reasons, job-printer-state-message)."""
         return dict(self.connection().getJobAttributes(job_id))
 
-    def wait_job(self, job_id: int, states: set[int], timeout: float = 30.0) -> dict[str, Any]:
+    def wait_job(
+        self, job_id: int, states: Collection[int], timeout: float = 30.0
+    ) -> dict[str, Any]:
         """Wait until the job's job-state is one of ``states`` (3..9); return its attributes."""
         deadline = time.monotonic() + timeout
         while True:
