@@ -1,7 +1,11 @@
-"""The CUPS filter ``pullprint-finish``: check the document is a readable PDF and count its pages.
+"""The CUPS filter ``pullprint-finish``: sanitise the PDF, apply its layout, count its pages.
 
-CUPS runs it with ``job user title copies options [file]``; it writes the PDF to stdout, status
-lines to stderr, and exits 0 or 1 (the queue's abort-job policy drops a job that fails here).
+CUPS runs it with ``job user title copies options [file]``; non-PDF jobs (text, images,
+PostScript) reach it as PDF through CUPS's own filters (the PPD's ``*cupsFilter2``). It writes the
+prepared PDF to stdout, status lines to stderr, and exits 0 or 1; a document it cannot read or an
+option value it does not accept gives ONE ``ERROR:`` line and exit 1 (the queue's abort-job policy
+drops the job, the queue goes on). The work is
+:func:`pullprint.filters.submission.prepare_submission`.
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ import tempfile
 from pathlib import Path
 
 from pullprint.cups.protocol import FilterExit, StatusWriter, parse_job_args
-from pullprint.errors import DocumentError
-from pullprint.filters.document import inspect_pdf
+from pullprint.errors import DocumentError, PullprintError
+from pullprint.filters.options import FinishingOptions, OptionError
 
 CHUNK = 1 << 16
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the filter; returns the exit code (0 or 1). Writes the document to stdout."""
     argv = list(sys.argv if argv is None else argv)
     status = StatusWriter()
     try:
@@ -27,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         status.error(f"pullprint-finish: {exc}")
         return FilterExit.FAILED
+    try:
+        options = FinishingOptions.from_cups(args.options, copies=args.copies)
+    except OptionError as exc:
+        status.error(f"pullprint-finish: job {args.job_id} rejected: {exc}")
+        return FilterExit.FAILED
+    from pullprint.filters.submission import prepare_submission
+
     tmpdir = os.environ.get("TMPDIR") or None
     with tempfile.TemporaryDirectory(prefix="pullprint-finish-", dir=tmpdir) as work:
         if args.file:
@@ -35,14 +47,22 @@ def main(argv: list[str] | None = None) -> int:
             source = Path(work) / "input.pdf"
             with source.open("wb") as out:
                 shutil.copyfileobj(sys.stdin.buffer, out, CHUNK)
+        prepared = Path(work) / "prepared.pdf"
         try:
-            info = inspect_pdf(source)
+            result = prepare_submission(source, prepared, options)
         except DocumentError as exc:
             status.error(f"pullprint-finish: job {args.job_id} rejected: {exc}")
             return FilterExit.FAILED
-        status.info(f"pullprint-finish: {info.pages} page(s)")
-        status.attr(job_impressions=info.pages * args.copies)
-        with source.open("rb") as fh:
+        except PullprintError as exc:
+            status.error(f"pullprint-finish: job {args.job_id} failed: {exc}")
+            return FilterExit.FAILED
+        if result.removed:
+            status.info(f"pullprint-finish: removed {', '.join(result.removed)}")
+        if result.applied:
+            status.info(f"pullprint-finish: applied {result.applied}")
+        status.info(f"pullprint-finish: {result.pages} page(s)")
+        status.attr(job_impressions=result.pages * options.copies)
+        with prepared.open("rb") as fh:
             shutil.copyfileobj(fh, sys.stdout.buffer, CHUNK)
         sys.stdout.buffer.flush()
     return FilterExit.OK

@@ -1,0 +1,80 @@
+"""What pullprint-finish does to a job at submission: sanitise, apply the layout, mark, count.
+
+The held document is what the user saw in the print dialog: the layout options that change page
+content (number-up, page-ranges, orientation, fit-to-page, booklet) are applied here, once. The
+options the user chose are recorded twice, by design: CUPS hands argv[5] to the backend (which
+stores them with the job), and the document info carries ``/pullprint:Options`` (the validated
+options as JSON), ``/pullprint:Applied`` (the layout options applied here) and
+``/pullprint:Pages``. A document that already carries ``/pullprint:Applied`` is not laid out again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pullprint.filters.engine import run_layout
+from pullprint.filters.options import FinishingOptions
+from pullprint.filters.sanitize import MAX_PAGES, sanitize_pdf, write_marks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The prepared document: its pages, what was applied and what was removed."""
+
+    pages: int
+    source_pages: int
+    applied: str
+    removed: tuple[str, ...]
+    repaired: bool
+
+
+def _kv(items: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in items.items())
+
+
+def prepare_submission(
+    src: Path,
+    dst: Path,
+    options: FinishingOptions,
+    *,
+    max_pages: int = MAX_PAGES,
+    timeout: float = 600.0,
+) -> Submission:
+    """Sanitise ``src`` into ``dst`` and apply its layout options; ``src`` is unchanged.
+
+    ``dst`` is written atomically. Idempotent: run on its own output it applies nothing again
+    (the ``/pullprint:Applied`` mark). Raises DocumentError (unreadable input) or FinishingError.
+    """
+    layout = options.layout_items()
+    marks = {"Options": json.dumps(options.to_json(), sort_keys=True)}
+    with tempfile.TemporaryDirectory(prefix=".submit-", dir=dst.parent) as work:
+        clean = Path(work) / "clean.pdf"
+        target = clean if layout else dst
+        report = sanitize_pdf(src, target, marks={**marks, "Applied": ""}, max_pages=max_pages)
+        if report.applied or not layout:
+            if target != dst:
+                clean.replace(dst)
+            return Submission(
+                report.pages, report.pages, report.applied, report.removed, report.repaired
+            )
+        laid = Path(work) / "laid.pdf"
+        sheet = options.media if (options.number_up > 1 or options.booklet) else None
+        run_layout(
+            clean,
+            laid,
+            options,
+            paper=sheet,
+            fit=options.fit_to_page,
+            source_pages=report.pages,
+            timeout=timeout,
+        )
+        applied = _kv(layout)
+        pages = write_marks(laid, dst, {**marks, "Applied": applied})
+    log.info("laid out %s: %s -> %d page(s)", src.name, applied, pages)
+    return Submission(pages, report.pages, applied, report.removed, report.repaired)
