@@ -42,6 +42,7 @@ class Deliver(Protocol):
         user: str,
         job_attributes: dict[str, str | int],
         cancel: threading.Event | None = None,
+        on_state: Callable[[str], None] | None = None,
     ) -> PrintResult: ...
 
 
@@ -142,10 +143,21 @@ class Node:
             with self._lock:
                 self.active[uuid] = cancel
             path = self.work / f"{uuid}.pdf"
+            reported: set[str] = set()
+
+            def on_state(state: str) -> None:
+                # Printing is reported once the printer has the job, not before: no round trip
+                # to the cloud stands between the release and the printer's first byte.
+                if state == "processing" and not reported:
+                    reported.add(state)
+                    try:
+                        self.cloud.progress(uuid, JobState.PRINTING)
+                    except CloudError as exc:
+                        log.info("job %s: printing not reported: %s", uuid, exc)
+
             try:
                 ticket = build_ticket(job.options, job.copies, event.options)
                 self.cloud.download(uuid, path)
-                self.cloud.progress(uuid, JobState.PRINTING)
                 log.info("job %s: printing on %s (%s)", uuid, printer.name, printer.uri)
                 result = self.deliver(
                     printer.uri,
@@ -154,6 +166,7 @@ class Node:
                     user=job.owner,
                     job_attributes=ticket,
                     cancel=cancel,
+                    on_state=on_state,
                 )
             except TicketError as exc:
                 result = PrintResult(JobState.FAILED, None, reason=str(exc))
