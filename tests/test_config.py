@@ -23,14 +23,14 @@ def test_named_missing_file_is_an_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        ('[node]\nname = 3\n', "node.name"),
+        ("[node]\nname = 3\n", "node.name"),
         ('[node]\nqueues = "PullPrint"\n', "node.queues"),
         ('[cloud]\nlisten_port = "x"\n', "cloud.listen_port"),
-        ('[cloud]\nlisten_port = -1\n', "cloud.listen_port"),
-        ('[cloud]\nnode_tokens = { a = 1 }\n', "cloud.node_tokens"),
-        ('[node]\npoll_timeout = 0\n', "node.poll_timeout"),
+        ("[cloud]\nlisten_port = -1\n", "cloud.listen_port"),
+        ("[cloud]\nnode_tokens = { a = 1 }\n", "cloud.node_tokens"),
+        ("[node]\npoll_timeout = 0\n", "node.poll_timeout"),
         ('[node]\nspool_dirr = "/x"\n', "node.spool_dirr"),
-        ('[nodes]\n', "nodes"),
+        ("[nodes]\n", "nodes"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
