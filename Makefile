@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-.PHONY: deps demo test lint typecheck pytest bench clean
+.PHONY: deps demo test lint typecheck pytest bench deb deb-test clean
 
 deps:
 	@VENV=$(VENV) bash scripts/install-deps.sh
@@ -26,6 +26,12 @@ test: lint typecheck pytest
 
 bench: deps
 	@for b in bench/[a-z]*.py; do $(PY) $$b || exit 1; done
+
+deb:
+	bash scripts/build-deb.sh
+
+deb-test:
+	bash scripts/deb-test.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache artifacts
