@@ -248,9 +248,9 @@ if [ "$CYCLE" = 1 ]; then
   PRN=$WORK/printer
   rm -rf "$PRN"; mkdir -p "$PRN/spool" "$PRN/keys"
   PRN_PORT=$(free_port)
-  if [ "${PRINTER_PEER:-auto}" != cli ] && [ -x "$REPO/.venv-sys/bin/python" ] \
-    && "$REPO/.venv-sys/bin/python" -c 'import pullprint.peers.ippeve' 2>/dev/null; then
-    "$REPO/.venv-sys/bin/python" - "$PRN" "$PRN/uri" > "$WORK/ippeve.log" 2>&1 <<'PY' &
+  if [ "${PRINTER_PEER:-auto}" != cli ] && [ -x "$REPO/.venv/bin/python" ] \
+    && "$REPO/.venv/bin/python" -c 'import pullprint.peers.ippeve' 2>/dev/null; then
+    "$REPO/.venv/bin/python" - "$PRN" "$PRN/uri" > "$WORK/ippeve.log" 2>&1 <<'PY' &
 import signal, sys, time
 from pathlib import Path
 from pullprint.peers.ippeve import IppEvePrinter
