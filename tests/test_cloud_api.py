@@ -339,8 +339,36 @@ def test_impressions_priced_and_failed_is_free(
     node1.claim(job2.uuid)
     failed = node1.progress(job2.uuid, JobState.FAILED, reason="paper jam")
     assert failed.state_reason == "paper jam" and failed.transaction is not None
-    assert failed.transaction.status is TransactionStatus.CANCELED
+    # Nothing printed: the transaction stays pending at 0 and the owner may release it elsewhere.
+    assert failed.transaction.status is TransactionStatus.PENDING
     assert failed.transaction.amount == 0
+    again = admin.release(job2.uuid, "alice", PINS["alice"], "printer1")
+    assert again.state is JobState.RELEASED
+    node1.claim(job2.uuid)
+    node1.progress(job2.uuid, JobState.FAILED, reason="still jammed")
+    canceled = admin.cancel(job2.uuid, user="alice")
+    assert canceled.transaction is not None
+    assert canceled.transaction.status is TransactionStatus.CANCELED
+    assert canceled.transaction.amount == 0
+
+
+def test_waiting_reason_is_reported(admin: CloudClient, node1: CloudClient, tmp_path: Path) -> None:
+    job, _ = held_job(node1, tmp_path, origin="node1")
+    admin.release(job.uuid, "alice", PINS["alice"], "printer1")
+    node1.claim(job.uuid)
+    node1.progress(job.uuid, JobState.PRINTING)
+    waiting = node1.progress(job.uuid, JobState.PRINTING, reason="waiting: media-empty")
+    assert waiting.state_reason == "waiting: media-empty"
+    assert admin.get_job(job.uuid).state_reason == "waiting: media-empty"
+
+
+def test_operator_release_from_the_origin_node(
+    admin: CloudClient, node1: CloudClient, tmp_path: Path
+) -> None:
+    job, _ = held_job(node1, tmp_path, origin="node1")
+    released = node1.operator_release(job.uuid, "printer1", "root")
+    assert released.state is JobState.RELEASED
+    assert "operator root" in released.state_reason
 
 
 def test_races_have_one_winner(admin: CloudClient, cloud: CloudServer, tmp_path: Path) -> None:

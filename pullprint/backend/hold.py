@@ -33,6 +33,8 @@ CHUNK = 1 << 16
 class Cloud(Registrar, Protocol):
     def get_job(self, uuid: str) -> Job: ...
 
+    def operator_release(self, uuid: str, printer: str, operator: str) -> Job: ...
+
 
 @dataclass(frozen=True)
 class BackendContext:
@@ -198,10 +200,26 @@ def rerun(ctx: BackendContext, spool: Spool, record: CupsJobRecord) -> BackendEx
         spool.forget(record)
         return BackendExit.CANCEL
     if state is JobState.HELD:
-        status.info(
+        return operator_release(ctx, record)
+    status.info(f"pullprint: held; the job is {state.value} in the release service")
+    return BackendExit.HOLD
+
+
+def operator_release(ctx: BackendContext, record: CupsJobRecord) -> BackendExit:
+    """An operator pressed "Release Job" in CUPS on a held job: release it to the queue's
+    release printer when one is set (the job prints there and the node then completes the CUPS
+    job), else hold it again with a message that says how to release it."""
+    printer = ctx.config.release_printer
+    if not printer:
+        ctx.status.info(
             "pullprint: held again; release it with 'pullprint release' or at a printer "
             "(an operator's Release Job in CUPS needs node.release_printer, which is not set)"
         )
-    else:
-        status.info(f"pullprint: held; the job is {state.value} in the release service")
+        return BackendExit.HOLD
+    try:
+        ctx.cloud.operator_release(record.uuid, printer, "cups")
+    except CloudError as exc:
+        ctx.status.info(f"pullprint: held again; release to {printer} failed: {exc}")
+        return BackendExit.HOLD
+    ctx.status.info(f"pullprint: released by an operator to {printer}")
     return BackendExit.HOLD

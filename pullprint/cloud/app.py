@@ -242,6 +242,20 @@ async def release(uuid: str, request: Request, _p: Principal = Depends(_admin)) 
     return job.to_json()
 
 
+@router.post("/jobs/{uuid}/operator-release")
+async def operator_release(
+    uuid: str, request: Request, caller: Principal = Depends(_admin_or_node)
+) -> dict[str, Any]:
+    uuid = validate.job_uuid(uuid)
+    obj = validate.body_object(await _json(request))
+    printer = validate.name(obj.get("printer"), "printer")
+    operator = validate.name(obj.get("operator"), "operator")
+    job = await run_in_threadpool(
+        _cloud(request).jobs.operator_release, caller, uuid, printer, operator
+    )
+    return job.to_json()
+
+
 @router.post("/jobs/{uuid}/cancel")
 async def cancel(
     uuid: str, request: Request, caller: Principal = Depends(_admin_or_node)

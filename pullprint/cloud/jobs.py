@@ -41,6 +41,10 @@ from pullprint.model import (
 log = logging.getLogger(__name__)
 
 _NOT_FINAL = tuple(s.value for s in JobState if not s.is_final)
+# A failed print-out has not printed: its transaction stays pending and its document is kept, so
+# the owner can release it at another printer, or cancel it (or retention expires it).
+_RELEASABLE = (JobState.HELD.value, JobState.FAILED.value)
+_CANCELABLE = (*_NOT_FINAL, JobState.FAILED.value)
 _PROGRESS_FROM = {
     JobState.PRINTING: (JobState.CLAIMED.value,),
     JobState.COMPLETED: (JobState.CLAIMED.value, JobState.PRINTING.value),
@@ -260,18 +264,30 @@ class JobBook:
     # -- release and claim --------------------------------------------------------------------
 
     def release(self, uuid: str, req: ReleaseRequest) -> Job:
-        """Release a held job to a printer for its owner (PIN checked): state released, the
-        printer's price recorded, a ``released`` event for the printer's node."""
+        """Release a held (or failed) job to a printer for its owner, PIN checked: state
+        released, the printer's price recorded, a ``released`` event for the printer's node."""
         row = self._read(uuid)
-        with self._engine.connect() as conn:
-            printer = printer_rows.get(conn, req.printer)
-        if printer is None:
-            raise NotFound(404, f"no printer {req.printer}")
         if req.user != row.job.owner:
             raise Forbidden(403, f"job {uuid} belongs to {row.job.owner}")
         if not self._users.verify(req.user, req.pin):
             raise Forbidden(403, f"wrong PIN for user {req.user}")
-        if row.job.state is not JobState.HELD:
+        return self._release(row, req.printer, req.options, "")
+
+    def operator_release(self, caller: Principal, uuid: str, printer: str, operator: str) -> Job:
+        """An operator released the job in CUPS (its web UI's "Release Job"): the job's origin
+        node passes that on, with no PIN (CUPS authenticated the operator)."""
+        row = self._read(uuid)
+        if caller.role is not Role.ADMIN and caller.node != row.job.origin:
+            raise Forbidden(403, f"job {uuid} did not come from node {caller.node}")
+        return self._release(row, printer, {}, f"released by operator {operator} in CUPS")
+
+    def _release(self, row: _Row, printer_name: str, options: dict[str, str], note: str) -> Job:
+        uuid = row.job.uuid
+        with self._engine.connect() as conn:
+            printer = printer_rows.get(conn, printer_name)
+        if printer is None:
+            raise NotFound(404, f"no printer {printer_name}")
+        if row.job.state.value not in _RELEASABLE:
             raise Conflict(409, f"job is {row.job.state}, not held")
         if not row.document_stored:
             raise Conflict(
@@ -280,18 +296,18 @@ class JobBook:
         with self._engine.begin() as conn:
             done = conn.execute(
                 sa.update(jobs)
-                .where(jobs.c.uuid == uuid, jobs.c.state == JobState.HELD.value)
+                .where(jobs.c.uuid == uuid, jobs.c.state.in_(_RELEASABLE))
                 .values(
                     state=JobState.RELEASED.value,
-                    state_reason="",
+                    state_reason=note,
                     printer=printer.name,
-                    release_options=req.options,
+                    release_options=options,
                     price_micro=ledger.price_to_micro(printer.price_per_page),
                     updated_at=time.time(),
                 )
             )
             if done.rowcount == 1:
-                events.append_released(conn, uuid, printer, req.options)
+                events.append_released(conn, uuid, printer, options)
         if done.rowcount != 1:
             raise Conflict(409, f"job is {self._read(uuid).job.state}, not held")
         self._notifier.notify(printer.node)
@@ -335,11 +351,19 @@ class JobBook:
         if row.claimed_by != caller.node:
             raise Forbidden(403, f"job {uuid} was not claimed by node {caller.node}")
         if row.job.state is req.state:
+            if req.reason != row.job.state_reason:  # e.g. printing, waiting: media-empty
+                with self._engine.begin() as conn:
+                    conn.execute(
+                        sa.update(jobs)
+                        .where(jobs.c.uuid == uuid, jobs.c.state == req.state.value)
+                        .values(state_reason=req.reason, updated_at=time.time())
+                    )
+                return self._read(uuid).job
             return row.job
         allowed = _PROGRESS_FROM[req.state]
         if row.job.state.value not in allowed:
             raise Conflict(409, f"job {uuid} is {row.job.state}; it cannot become {req.state}")
-        final = req.state in FINAL_STATES
+        final = req.state in FINAL_STATES and req.state is not JobState.FAILED
         values: dict[str, Any] = {
             "state": req.state.value,
             "state_reason": req.reason,
@@ -357,6 +381,8 @@ class JobBook:
             )
             if done.rowcount == 1 and final:
                 self._settle(conn, row, req)
+            if done.rowcount == 1 and req.state is JobState.FAILED:
+                conn.execute(sa.update(jobs).where(jobs.c.uuid == uuid).values(claimed_by=None))
         if done.rowcount != 1:
             now = self._read(uuid).job
             if now.state is req.state:
@@ -397,14 +423,14 @@ class JobBook:
             raise Forbidden(403, f"job {uuid} belongs to {job.owner}")
         if job.state is JobState.CANCELED:
             return job
-        if job.state.is_final:
+        if job.state.value not in _CANCELABLE:
             raise Conflict(409, f"job {uuid} is already {job.state}")
         who = req.user or caller.describe()
         now = time.time()
         with self._engine.begin() as conn:
             done = conn.execute(
                 sa.update(jobs)
-                .where(jobs.c.uuid == uuid, jobs.c.state.in_(_NOT_FINAL))
+                .where(jobs.c.uuid == uuid, jobs.c.state.in_(_CANCELABLE))
                 .values(
                     state=JobState.CANCELED.value,
                     state_reason=req.reason or f"canceled by {who}",
@@ -414,23 +440,33 @@ class JobBook:
             )
             if done.rowcount == 1:
                 ledger.cancel(conn, uuid, now)
-                events.append_job_state(
-                    conn,
-                    EventKind.CANCELED,
-                    job.origin,
-                    uuid,
-                    job.cups_job_id,
-                    job.cups_job_uuid,
-                    JobState.CANCELED,
-                )
+                for node in self._cancel_targets(row):
+                    events.append_job_state(
+                        conn,
+                        EventKind.CANCELED,
+                        node,
+                        uuid,
+                        job.cups_job_id,
+                        job.cups_job_uuid,
+                        JobState.CANCELED,
+                    )
         if done.rowcount != 1:
             current = self._read(uuid).job
             if current.state is JobState.CANCELED:
                 return current
             raise Conflict(409, f"job {uuid} is already {current.state}")
         self._finished(job, EventKind.CANCELED)
+        for node in self._cancel_targets(row)[1:]:
+            self._notifier.notify(node)
         log.info("job %s canceled by %s", uuid, who)
         return self._read(uuid).job
+
+    @staticmethod
+    def _cancel_targets(row: _Row) -> tuple[str, ...]:
+        """The origin node (its CUPS job), then the node printing the job (Cancel-Job)."""
+        if row.claimed_by and row.claimed_by != row.job.origin:
+            return (row.job.origin, row.claimed_by)
+        return (row.job.origin,)
 
     def _finished(self, job: Job, kind: EventKind) -> None:
         """After an end state is committed: delete the document, wake the origin node."""

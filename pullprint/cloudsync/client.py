@@ -198,6 +198,12 @@ class CloudClient:
         body = {"user": user, "pin": pin, "printer": printer, "options": dict(options or {})}
         return Job.from_json(self._json("POST", f"/jobs/{_q(uuid)}/release", json_body=body))
 
+    def operator_release(self, uuid: str, printer: str, operator: str) -> Job:
+        """Pass on an operator's "Release Job" in CUPS (the job's origin node; no PIN)."""
+        body = {"printer": printer, "operator": operator}
+        path = f"/jobs/{_q(uuid)}/operator-release"
+        return Job.from_json(self._json("POST", path, json_body=body))
+
     def cancel(self, uuid: str, user: str | None = None, reason: str = "") -> Job:
         """Cancel a job (as ``user`` if given: only the owner may); 200 if already canceled."""
         body = {"user": user, "reason": reason}
