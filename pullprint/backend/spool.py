@@ -80,9 +80,11 @@ class Spool:
         """Create the folders (0700, owned like the spool root). Idempotent."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         for path in (self.jobs, self.docs, self.outbox, self.done):
-            if not path.is_dir():
+            try:
                 path.mkdir(mode=0o700)
-                own_like_parent(path)
+            except FileExistsError:
+                continue  # made by us earlier, or right now by the node or another backend run
+            own_like_parent(path)
         return self
 
     @staticmethod
