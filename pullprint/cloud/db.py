@@ -146,4 +146,4 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 def upgrade(engine: Engine) -> None:
     """Apply every migration up to ``head`` on ``engine``'s database (idempotent)."""
     log.info("applying database migrations on %s", engine.url.render_as_string())
-    command.upgrade(alembic_config(engine), "head")
+    command.upgrade(alembic_config(engine), "heads")
