@@ -1,0 +1,72 @@
+"""Submit to held: ``lp`` of a 1 MB PDF until the job is held (and, for pullprint, registered
+with the cloud), through our filter and backend, against the same cupsd with a queue whose
+backend only reads the job and exits 3 (plain CUPS holding a job). Prints one JSON line:
+p50/p99 of both and the ratio of the p50s."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pullprint.cups.jobs import CupsJobState
+from pullprint.peers.documents import make_pdf
+from pullprint.peers.stack import Stack
+
+HOLD_ONLY = "#!/bin/sh\n# reads the job and holds it, nothing else\ncat > /dev/null\nexit 3\n"
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def timed_jobs(stack: Stack, doc: Path, queue: str, n: int, registered: bool) -> list[float]:
+    assert stack.cups is not None
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        job = stack.cups.lp(doc, user="alice", queue=queue)
+        stack.cups.wait_job(job, {CupsJobState.HELD}, timeout=60)
+        if registered:
+            stack.wait_cloud_job("alice", job)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def run(n: int = 30) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="pullprint-bench-") as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)
+        doc = make_pdf(root / "1mb.pdf", 10, image_kb=100)
+        size = doc.stat().st_size
+        with Stack(root / "stack", users={"alice": "1234"}, start_node=False) as stack:
+            assert stack.cups is not None
+            sink = stack.cups.root / "bin" / "backend" / "holdonly"
+            sink.write_text(HOLD_ONLY)
+            sink.chmod(0o755)
+            stack.cups.run("lpadmin", "-p", "Plain", "-v", "holdonly:/", "-E")
+            ours = timed_jobs(stack, doc, "PullPrint", n, registered=True)
+            plain = timed_jobs(stack, doc, "Plain", n, registered=False)
+    return {
+        "bench": "submit_hold",
+        "n": n,
+        "document_bytes": size,
+        "ours_p50_ms": round(statistics.median(ours), 1),
+        "ours_p99_ms": round(percentile(ours, 99), 1),
+        "plain_p50_ms": round(statistics.median(plain), 1),
+        "plain_p99_ms": round(percentile(plain, 99), 1),
+        "ratio": round(statistics.median(ours) / statistics.median(plain), 2),
+    }
+
+
+def main() -> int:
+    print(json.dumps(run()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Who is who: card numbers, user-name mapping, lockouts (library parts of the identity work)."""

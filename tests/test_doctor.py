@@ -1,0 +1,52 @@
+"""`pullprint doctor` against the real stack: all well, then each thing broken in turn."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from pullprint.peers.stack import Stack
+
+
+def doctor(stack: Stack, *args: str) -> tuple[int, str]:
+    """Run `pullprint doctor` as an admin would, with the private cupsd's ServerBin."""
+    assert stack.cups is not None
+    env = dict(os.environ, CUPS_SERVERBIN=str(stack.cups.root / "bin"))
+    cmd = [sys.executable, "-m", "pullprint", "--config", str(stack.config_path), "doctor", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_doctor_all_well_then_each_fault(stack: Stack) -> None:
+    code, text = doctor(stack)
+    assert code == 0, text
+    assert "queue PullPrint: pullprint:/, accepting jobs" in text
+    assert "printer printer1" in text and "FAIL" not in text
+
+    code, text = doctor(stack, "--json")
+    findings = json.loads(text)
+    assert {f["check"] for f in findings} >= {"cupsd", "queue PullPrint", "cloud", "spool"}
+
+    assert stack.cups is not None
+    backend = stack.cups.root / "bin" / "backend" / "pullprint"
+    backend.chmod(0o777)
+    try:
+        code, text = doctor(stack)
+        assert code == 1
+        assert "FAIL backend" in text and "fix: chmod 0700" in text
+    finally:
+        backend.chmod(0o700)
+
+    stack.printers[0].stop()
+    code, text = doctor(stack)
+    assert code == 1 and "FAIL printer printer1" in text
+
+    stack.cloud.stop()
+    code, text = doctor(stack)
+    assert code == 1 and "FAIL cloud" in text and "pullprint server" in text
+
+    stack.cups.run("lpadmin", "-x", "PullPrint")
+    code, text = doctor(stack)
+    assert "FAIL queue PullPrint: does not exist" in text and "fix: lpadmin -p PullPrint" in text
