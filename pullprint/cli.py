@@ -156,6 +156,14 @@ def cmd_node(args: argparse.Namespace, cfg: configmod.Config) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace, cfg: configmod.Config) -> int:
+    from pullprint.doctor import report
+
+    code, text = report(cfg, as_json=args.json)
+    print(text)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pullprint", description="pull printing on CUPS")
     parser.add_argument("--version", action="version", version=f"pullprint {__version__}")
@@ -201,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("printers", help="list printers")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_printers)
+
+    p = sub.add_parser("doctor", help="check this print server's setup and say how to fix it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("server", help="run the cloud release service")
     p.set_defaults(func=cmd_server)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from pullprint.peers.stack import Stack
 
@@ -20,6 +21,9 @@ def doctor(stack: Stack, *args: str) -> tuple[int, str]:
 
 
 def test_doctor_all_well_then_each_fault(stack: Stack) -> None:
+    deadline = time.monotonic() + 10
+    while not (stack.root / "spool" / "outbox").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the node makes the spool when it starts
     code, text = doctor(stack)
     assert code == 0, text
     assert "queue PullPrint: pullprint:/, accepting jobs" in text
