@@ -3,6 +3,7 @@ attributes arriving, cancel, an absent printer, and memory while streaming a 200
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -294,3 +295,18 @@ def test_streaming_200_mb_keeps_memory_flat(printer: IppEvePrinter, tmp_path: Pa
 def test_dns_sd_start_is_idempotent() -> None:
     ensure_dns_sd()
     ensure_dns_sd()
+
+
+def test_dns_sd_starts_over_stale_pid_files() -> None:
+    """A machine whose processes were all ended keeps /run/dbus/pid: the bus must start anyway."""
+    ensure_dns_sd()
+    for name in ("avahi-daemon", "dbus-daemon"):
+        subprocess.run(["pkill", "-KILL", "-x", name], check=False)
+    deadline = time.monotonic() + 5
+    while subprocess.run(["pgrep", "-x", "dbus-daemon"], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "dbus-daemon did not die"
+        time.sleep(0.05)
+    Path("/run/dbus/pid").write_text("999999\n")  # what SIGKILL leaves behind
+    ensure_dns_sd()
+    for name in ("dbus-daemon", "avahi-daemon"):
+        assert subprocess.run(["pgrep", "-x", name], capture_output=True).returncode == 0, name

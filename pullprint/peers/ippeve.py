@@ -38,6 +38,12 @@ def _running(name: str) -> bool:
     return done.returncode == 0
 
 
+def _remove_stale(*paths: str) -> None:
+    """Remove what a daemon that no longer runs left behind (only called when it is not running)."""
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+
+
 def ensure_dns_sd(timeout: float = 5.0) -> None:
     """Start dbus-daemon (system bus) and avahi-daemon unless they already run. Idempotent.
 
@@ -45,6 +51,9 @@ def ensure_dns_sd(timeout: float = 5.0) -> None:
     """
     if not _running("dbus-daemon"):
         Path("/run/dbus").mkdir(parents=True, exist_ok=True)
+        # A machine whose processes were ended keeps the pid file and socket of a bus that is gone:
+        # dbus-daemon refuses to start over them.
+        _remove_stale("/run/dbus/pid", "/run/dbus/system_bus_socket")
         done = subprocess.run(
             ["dbus-daemon", "--system", "--fork", "--print-pid"],
             capture_output=True,
@@ -55,6 +64,7 @@ def ensure_dns_sd(timeout: float = 5.0) -> None:
                 f"ippeveprinter needs DNS-SD, but dbus-daemon did not start: {done.stderr.strip()}"
             )
     if not _running("avahi-daemon"):
+        _remove_stale("/run/avahi-daemon/pid", "/run/avahi-daemon/socket")
         done = subprocess.run(
             ["avahi-daemon", "--no-drop-root", "--no-rlimits", "-D"], capture_output=True, text=True
         )
