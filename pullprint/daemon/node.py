@@ -6,50 +6,81 @@ Three loops, each a thread, each with a one-pass method for tests (the arq "burs
 - cups: follow the queue's job events in cupsd; a job canceled there is canceled in the cloud.
 - outbox: registrations the backend could not send are sent whenever the cloud answers.
 Deliveries run in a pool, one at a time per printer.
+
+Delivery is journaled (:mod:`pullprint.daemon.journal`): claimed -> downloaded -> sending -> sent
+-> monitoring -> done, each step committed before it is acted on. On start every unfinished job
+resumes where it stood. A job that may already be at the printer is never sent blindly again:
+over IPP the printer is asked (Get-Jobs, the job name carries the job's UUID) and the job is
+followed or sent (exactly once); over LPR and raw 9100 nothing can be asked, so a job that died
+while sending is reported FAILED "unknown whether it printed" (at most once).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Protocol
 
 from pullprint.backend.spool import Spool
 from pullprint.cloudsync.client import CloudClient
 from pullprint.cloudsync.outbox import Outbox
 from pullprint.config import NodeConfig
 from pullprint.cups.jobs import CupsJobs, CupsJobState, CupsUnavailable
-from pullprint.daemon.ticket import TicketError, build_ticket
-from pullprint.errors import CloudError, CloudUnavailable, Conflict, IPPError, NotFound
-from pullprint.model import EventKind, JobState, NodeEvent, PrintResult
+from pullprint.daemon import tls
+from pullprint.daemon.delivery import (
+    download_document,
+    ipp_capabilities,
+    protocol_of,
+    raw_printer_capabilities,
+)
+from pullprint.daemon.ipp_delivery import (
+    DeliveryAbandoned,
+    deliver_ipp,
+    find_job_by_name,
+    follow_ipp,
+)
+from pullprint.daemon.jetdirect import send_socket
+from pullprint.daemon.journal import Journal, JournalEntry
+from pullprint.daemon.lpd import LpdError, send_lpd
+from pullprint.daemon.metrics import Metrics, serve
+from pullprint.daemon.snmp import SnmpError, read_counter, wait_settled
+from pullprint.errors import (
+    CloudError,
+    CloudUnavailable,
+    Conflict,
+    IPPError,
+    NotFound,
+    PrinterUnavailable,
+    PullprintError,
+)
+from pullprint.filters.engine import FinishedDocument, apply_plan
+from pullprint.filters.options import FinishingOptions
+from pullprint.filters.plan import FinishingPlan, make_plan
+from pullprint.ipp.errors import IppPrinterBusy
+from pullprint.model import EventKind, Job, JobState, NodeEvent, PrintResult
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 2.0  # seconds between tries while the cloud or cupsd does not answer
+UNKNOWN = "unknown whether it printed"
+_ACTIVE_CLOUD_STATES = (JobState.CLAIMED, JobState.PRINTING)
 
 
-class Deliver(Protocol):
-    def __call__(
-        self,
-        uri: str,
-        document: Path,
-        *,
-        job_name: str,
-        user: str,
-        job_attributes: dict[str, str | int],
-        cancel: threading.Event | None = None,
-        on_state: Callable[[str], None] | None = None,
-    ) -> PrintResult: ...
+def _stored_result(entry: JournalEntry) -> PrintResult:
+    """The end state journaled before a crash, to report again. Pure."""
+    return PrintResult(
+        JobState(entry.state), entry.impressions, entry.sheets, entry.printer_job_id, entry.reason
+    )
 
 
-def default_deliver() -> Deliver:
-    from pullprint.daemon.ipp_delivery import deliver_ipp
-
-    return deliver_ipp
+def job_name_for(uuid: str) -> str:
+    """The job name the printer sees: carries the UUID so a restarted node can find it."""
+    return f"pullprint-{uuid}"
 
 
 class Node:
@@ -58,27 +89,30 @@ class Node:
         config: NodeConfig,
         cloud: CloudClient,
         cups: CupsJobs | None = None,
-        deliver: Deliver | None = None,
         workers: int = 8,
     ) -> None:
         self.config = config
         self.cloud = cloud
         self.cups = cups
-        self.deliver = deliver or default_deliver()
         self.spool = Spool(config.spool_dir).ensure()
         self.work = config.spool_dir / "print"
         self.work.mkdir(mode=0o700, exist_ok=True)
         self.outbox = Outbox(self.spool.outbox)
+        self.journal = Journal(config.spool_dir)
+        self.metrics = Metrics(lambda: len(self.outbox))
         self.cursor_path = config.spool_dir / "node-cursor"
         self.cursor = self._load_cursor()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver")
         self.printer_locks: dict[str, threading.Lock] = {}
         self.active: dict[str, threading.Event] = {}
+        self.running: set[str] = set()
         self.futures: set[Future[None]] = set()
         self._lock = threading.Lock()
         self.stop_event = threading.Event()
+        self.abandon = threading.Event()  # set when the drain timeout is over
         self._cups_sub: int | None = None
         self._cups_seq = 0
+        self._metrics_server: ThreadingHTTPServer | None = None
 
     # -- the events loop ------------------------------------------------------------------
     def _load_cursor(self) -> int:
@@ -94,9 +128,13 @@ class Node:
         self.cursor = cursor
 
     def poll_once(self, timeout: float | None = None) -> int:
-        """One long-poll and the dispatch of what it brought; returns the number of events."""
+        """One long-poll and the dispatch of what it brought; returns the number of events.
+        Once the node is stopping, what arrives is left for the next start (cursor kept)."""
         wait = self.config.poll_timeout if timeout is None else timeout
         events, cursor = self.cloud.events(self.cursor, wait)
+        self.metrics.cloud_answered()
+        if self.stop_event.is_set():
+            return 0
         for event in events:
             self.handle(event)
         if cursor != self.cursor:
@@ -105,97 +143,533 @@ class Node:
 
     def handle(self, event: NodeEvent) -> None:
         if event.kind is EventKind.RELEASED:
-            future = self.pool.submit(self.deliver_job, event)
-            with self._lock:
-                self.futures.add(future)
-            future.add_done_callback(self._forget_future)
+            printer = event.printer
+            if printer is None:
+                log.error("event=released job=%s error=no-printer", event.job_uuid)
+                return
+            try:
+                protocol: str = protocol_of(printer.uri)
+            except IPPError:
+                protocol = "unknown"
+            # journaled before the cursor moves on: a crash now resumes the job on start
+            args = (event.job_uuid, printer.name, printer.uri, protocol, dict(event.options))
+            if not self.journal.begin(*args):
+                self.journal.restart(*args)  # released again after it failed here
+            self.submit(event.job_uuid)
         elif event.kind is EventKind.CANCELED:
             self.cancel_local(event)
         elif event.kind is EventKind.FINISHED:
             self.finish_cups_job(event)
 
+    def submit(self, uuid: str) -> None:
+        """Run the job's delivery in the pool (a job already running is not run twice)."""
+        future = self.pool.submit(self.run_job, uuid)
+        with self._lock:
+            self.futures.add(future)
+        future.add_done_callback(self._forget_future)
+
+    def resume_all(self) -> int:
+        """Resume every job the journal has not seen to its end; returns how many."""
+        entries = self.journal.unfinished()
+        for entry in entries:
+            log.info("job=%s resume step=%s printer=%s", entry.uuid, entry.step, entry.printer)
+            self.submit(entry.uuid)
+        return len(entries)
+
     def _forget_future(self, future: Future[None]) -> None:
         with self._lock:
             self.futures.discard(future)
+        if future.cancelled():
+            return
         exc = future.exception()
         if exc is not None:
-            log.error("delivery failed unexpectedly: %r", exc)
+            log.error("delivery failed unexpectedly: %r", exc, exc_info=exc)
 
     # -- delivery -------------------------------------------------------------------------
     def _printer_lock(self, name: str) -> threading.Lock:
         with self._lock:
             return self.printer_locks.setdefault(name, threading.Lock())
 
-    def deliver_job(self, event: NodeEvent) -> None:
-        """Claim, download, print, follow to the end state, report. Loses nothing on errors."""
-        printer = event.printer
-        if printer is None:
-            log.error("release event %s without a printer", event.id)
+    def run_job(self, uuid: str) -> None:
+        """Take the job from its journaled step to reported, one job at a time per printer.
+        Idempotent: a job already running or finished is left alone."""
+        entry = self.journal.get(uuid)
+        if entry is None or entry.finished:
             return
-        uuid = event.job_uuid
-        with self._printer_lock(printer.name):
-            try:
-                job = self.cloud.claim(uuid)
-            except (Conflict, NotFound) as exc:
-                log.info("job %s not claimed: %s", uuid, exc)
+        with self._lock:
+            if uuid in self.running:
                 return
-            cancel = threading.Event()
-            with self._lock:
-                self.active[uuid] = cancel
-            path = self.work / f"{uuid}.pdf"
-            reported: set[str] = set()
-
-            def on_state(state: str) -> None:
-                # Printing is reported once the printer has the job, not before: no round trip
-                # to the cloud stands between the release and the printer's first byte.
-                if state == "processing" and not reported:
-                    reported.add(state)
-                    try:
-                        self.cloud.progress(uuid, JobState.PRINTING)
-                    except CloudError as exc:
-                        log.info("job %s: printing not reported: %s", uuid, exc)
-
+            self.running.add(uuid)
+        lock = self._printer_lock(entry.printer)
+        try:
+            while not lock.acquire(timeout=0.2):
+                if self.stop_event.is_set():
+                    return  # resumed on the next start
             try:
-                ticket = build_ticket(job.options, job.copies, event.options)
-                self.cloud.download(uuid, path)
-                log.info("job %s: printing on %s (%s)", uuid, printer.name, printer.uri)
-                result = self.deliver(
-                    printer.uri,
-                    path,
-                    job_name=f"pullprint-{uuid}",
-                    user=job.owner,
-                    job_attributes=ticket,
-                    cancel=cancel,
-                    on_state=on_state,
-                )
-            except TicketError as exc:
-                result = PrintResult(JobState.FAILED, None, reason=str(exc))
-            except IPPError as exc:
-                result = PrintResult(JobState.FAILED, None, reason=f"printer: {exc}")
+                self._run(uuid)
             finally:
-                path.unlink(missing_ok=True)
-                with self._lock:
-                    self.active.pop(uuid, None)
-            log.info("job %s: %s (%s impressions)", uuid, result.state.value, result.impressions)
-            self._report(uuid, result)
+                lock.release()
+        finally:
+            with self._lock:
+                self.running.discard(uuid)
 
-    def _report(self, uuid: str, result: PrintResult) -> None:
-        """Tell the cloud how the print ended, retrying while it is unavailable."""
+    def _run(self, uuid: str) -> None:
+        started = time.monotonic()
+        cancel = threading.Event()
+        with self._lock:
+            self.active[uuid] = cancel
+        self.metrics.delivery_started()
+        try:
+            result = self._advance(uuid, cancel)
+        except DeliveryAbandoned as exc:
+            log.info("job=%s abandoned for now (node stopping): %s", uuid, exc)
+            return
+        finally:
+            self.metrics.delivery_ended()
+            with self._lock:
+                self.active.pop(uuid, None)
+        if result is None:
+            return
+        entry = self.journal.get(uuid)
+        assert entry is not None
+        log.info(
+            "job=%s printer=%s protocol=%s result=%s impressions=%s reason=%r",
+            uuid,
+            entry.printer,
+            entry.protocol,
+            result.state.value,
+            result.impressions,
+            result.reason,
+        )
+        if self._report(uuid, result):
+            self.journal.reported(uuid)
+            self.metrics.job_done(
+                entry.printer, entry.protocol, result.state.value, time.monotonic() - started
+            )
+            for leftover in self.work.glob(f"{uuid}.*"):
+                leftover.unlink(missing_ok=True)
+
+    def _cloud(self, what: str, call: Callable[[], Job]) -> Job:
+        """A cloud call retried while the cloud does not answer; abandoned when stopping."""
+        delay = 0.2
+        while True:
+            try:
+                answer = call()
+                self.metrics.cloud_answered()
+                return answer
+            except CloudUnavailable as exc:
+                log.warning("%s: cloud unavailable: %s", what, exc)
+                if self.stop_event.wait(delay):
+                    raise DeliveryAbandoned(f"{what}: node stopping") from exc
+                delay = min(delay * 2, 10.0)
+
+    def _advance(self, uuid: str, cancel: threading.Event) -> PrintResult | None:
+        """Carry the job on from its journaled step; returns its end (None: nothing to report)."""
+        entry = self.journal.get(uuid)
+        assert entry is not None
+        if entry.step == "done":
+            return _stored_result(entry)
+        if entry.step == "claimed":
+            try:
+                job = self._cloud(f"claim {uuid}", lambda: self.cloud.claim(uuid))
+            except (Conflict, NotFound) as exc:
+                current = self._current(uuid)
+                if current is None or current.state not in _ACTIVE_CLOUD_STATES:
+                    log.info("job=%s not claimed: %s", uuid, exc)
+                    self.journal.finish(uuid, "skipped", f"not claimed: {exc}")
+                    self.journal.reported(uuid)
+                    return None
+                job = current  # claimed by us before a crash
+        else:
+            job = self._cloud(f"job {uuid}", lambda: self.cloud.get_job(uuid))
+            if job.state.is_final:
+                # ended in the cloud (canceled, expired) while we were down: nothing to report
+                self.journal.finish(uuid, job.state.value, "ended in the cloud")
+                self.journal.reported(uuid)
+                return None
+        if entry.protocol == "unknown":
+            return PrintResult(JobState.FAILED, None, reason=f"no delivery for {entry.uri}")
+        if entry.step in ("claimed", "downloaded"):
+            return self._download_and_send(entry, job, cancel)
+        if entry.step == "sending":
+            if entry.protocol != "ipp":
+                result = PrintResult(
+                    JobState.FAILED,
+                    None,
+                    reason=f"{UNKNOWN}: the node stopped while sending over {entry.protocol}",
+                )
+                self.journal.finish(uuid, result.state.value, result.reason)
+                return result
+            try:
+                found = self._ask_printer(entry, job, keep_trying=True)
+            except PrinterUnavailable as exc:
+                result = PrintResult(JobState.FAILED, None, reason=f"{UNKNOWN}: {exc}")
+                self.journal.finish(uuid, result.state.value, result.reason)
+                return result
+            if found is None:
+                log.info("job=%s not at the printer after a restart: sending it", uuid)
+                return self._download_and_send(entry, job, cancel)
+            self.journal.step(uuid, "sent", printer_job_id=found)
+            entry = self.journal.get(uuid) or entry
+        if entry.step == "sent":
+            self.journal.step(uuid, "monitoring")
+        return self._monitor(uuid, job, cancel)
+
+    def _current(self, uuid: str) -> Job | None:
+        try:
+            return self._cloud(f"job {uuid}", lambda: self.cloud.get_job(uuid))
+        except NotFound:
+            return None
+
+    def _ask_printer(self, entry: JournalEntry, job: Job, *, keep_trying: bool) -> int | None:
+        """The printer's job-id of this job if the printer has it (Get-Jobs), None if not. Never
+        guesses: raises PrinterUnavailable when the printer does not answer (at once, or, with
+        ``keep_trying``, once the retry window counted from the first try is over)."""
+        delay = 0.5
+        first = entry.first_try or time.time()
+        while True:
+            session, verify = tls.session_for(self.config, entry.printer, entry.uri)
+            try:
+                with session:
+                    found = find_job_by_name(
+                        entry.uri,
+                        job_name_for(entry.uuid),
+                        verify=verify,
+                        session=session,
+                        user=job.owner,
+                    )
+                return None if found is None else found.job_id
+            except PrinterUnavailable as exc:
+                if not keep_trying or time.time() - first >= self.config.retry_window_seconds:
+                    raise
+                self._waiting(entry.uuid, f"printer {entry.printer} unreachable: {exc}")
+                if self.stop_event.wait(delay):
+                    raise DeliveryAbandoned(f"job {entry.uuid}: node stopping") from exc
+                delay = min(delay * 2, self.config.retry_max_backoff)
+
+    def _waiting(self, uuid: str, why: str) -> None:
+        """Show the job as printing-but-waiting, with the reason, in the cloud (best effort)."""
+        try:
+            self.cloud.progress(uuid, JobState.PRINTING, reason=f"waiting: {why}")
+            self.metrics.cloud_answered()
+        except CloudError as exc:
+            log.info("job=%s waiting reason not reported: %s", uuid, exc)
+
+    def _download_and_send(
+        self, entry: JournalEntry, job: Job, cancel: threading.Event
+    ) -> PrintResult:
+        uuid = entry.uuid
+        source = self.work / f"{uuid}.pdf"
+        if not source.exists():
+            fresh = entry.step != "claimed"
+            try:
+                self._cloud(
+                    f"download {uuid}",
+                    lambda: (download_document(self.cloud, job, source, fresh=fresh), job)[1],
+                )
+            except CloudError as exc:
+                result = PrintResult(JobState.FAILED, None, reason=f"download refused: {exc}")
+                self.journal.finish(uuid, result.state.value, result.reason)
+                return result
+        self.journal.step(uuid, "downloaded")
+        entry = self.journal.get(uuid) or entry
+        first = entry.first_try or time.time()
+        if entry.first_try is None:
+            self.journal.update(uuid, first_try=first)
+        window = self.config.retry_window_seconds
+        delay = 0.5
+        retried = entry.step != "downloaded" or entry.first_try is not None
+        while True:
+            if cancel.is_set():
+                result = PrintResult(JobState.CANCELED, 0, 0, reason="canceled before sending")
+                break
+            try:
+                result = self._send_once(entry, job, source, cancel, ask_first=retried)
+                break
+            except (PrinterUnavailable, IppPrinterBusy, LpdError) as exc:
+                # nothing (complete) reached the printer: back to "downloaded"
+                self.journal.step(uuid, "downloaded")
+                retried = True
+                waited = time.time() - first
+                if waited >= window:
+                    result = PrintResult(
+                        JobState.FAILED,
+                        None,
+                        reason=f"printer {entry.printer} unreachable or refusing for "
+                        f"{waited:.0f} s: {exc}",
+                    )
+                    break
+                log.warning(
+                    "job=%s printer=%s waiting retry_in=%.1f error=%r",
+                    uuid,
+                    entry.printer,
+                    delay,
+                    str(exc),
+                )
+                self._waiting(uuid, f"printer {entry.printer} unreachable or refusing: {exc}")
+                if self.stop_event.wait(min(delay, max(0.0, window - waited))):
+                    raise DeliveryAbandoned(f"job {uuid}: node stopping") from exc
+                delay = min(delay * 2, self.config.retry_max_backoff)
+            except PullprintError as exc:  # plan, finishing, a refusal by the printer
+                result = PrintResult(JobState.FAILED, None, reason=str(exc))
+                break
+        latest = self.journal.get(uuid)
+        if latest is not None and latest.step != "done":
+            self.journal.finish(
+                uuid,
+                result.state.value,
+                result.reason,
+                impressions=result.impressions,
+                sheets=result.sheets,
+            )
+        return result
+
+    def _plan(self, entry: JournalEntry, job: Job) -> FinishingPlan:
+        """The finishing plan for this job on this printer (asks an IPP printer what it can)."""
+        if entry.protocol == "ipp":
+            session, verify = tls.session_for(self.config, entry.printer, entry.uri)
+            with session:
+                caps = ipp_capabilities(entry.uri, entry.printer, session, verify)
+        else:
+            caps = raw_printer_capabilities(self.config.raw_profiles, entry.printer)
+        transport = "ipp" if entry.protocol == "ipp" else entry.protocol
+        return make_plan(
+            FinishingOptions.from_cups(job.options, copies=job.copies),
+            entry.options,
+            caps,
+            transport,  # type: ignore[arg-type]
+            job_name=job_name_for(entry.uuid),
+        )
+
+    def _send_once(
+        self,
+        entry: JournalEntry,
+        job: Job,
+        source: Path,
+        cancel: threading.Event,
+        *,
+        ask_first: bool,
+    ) -> PrintResult:
+        uuid = entry.uuid
+        if entry.protocol == "ipp" and ask_first:
+            found = self._ask_printer(entry, job, keep_trying=False)
+            if found is not None:
+                self.journal.step(uuid, "sent", printer_job_id=found)
+                self.journal.step(uuid, "monitoring")
+                return self._monitor(uuid, job, cancel)
+        plan = self._plan(entry, job)
+        finished_path = self.work / f"{uuid}.out"
+        finished = apply_plan(plan, source, finished_path)
+        log.info("job=%s plan=%s", uuid, plan.dumps())
+        before = self._read_counter(entry.printer) if entry.protocol != "ipp" else None
+        self.journal.step(
+            uuid,
+            "sending",
+            plan=plan.dumps(),
+            impressions=finished.impressions,
+            sheets=finished.sheets,
+            counter_before=before,
+        )
+        name = job_name_for(uuid)
+        if entry.protocol == "ipp":
+            return self._send_ipp(entry, job, plan, finished_path, cancel)
+        try:
+            if entry.protocol == "lpr":
+                send_lpd(
+                    entry.uri,
+                    finished_path,
+                    job_name=name,
+                    user=job.owner,
+                    job_number=int(time.time()) % 1000,
+                    cancel=cancel,
+                )
+            else:
+                send_socket(entry.uri, finished_path, cancel=cancel)
+        except (PrinterUnavailable, LpdError):
+            raise
+        except IPPError as exc:
+            if cancel.is_set():
+                return PrintResult(JobState.CANCELED, None, reason="canceled while sending")
+            return PrintResult(JobState.FAILED, None, reason=f"{UNKNOWN}: {exc}")
+        self.journal.step(uuid, "sent")
+        self.journal.step(uuid, "monitoring")
+        return self._count_raw(uuid, finished)
+
+    def _send_ipp(
+        self,
+        entry: JournalEntry,
+        job: Job,
+        plan: FinishingPlan,
+        document: Path,
+        cancel: threading.Event,
+    ) -> PrintResult:
+        uuid = entry.uuid
+
+        def submitted(printer_job_id: int) -> None:
+            self.journal.step(uuid, "sent", printer_job_id=printer_job_id)
+            self.journal.step(uuid, "monitoring")
+
+        session, verify = tls.session_for(self.config, entry.printer, entry.uri)
+        with session:
+            return deliver_ipp(
+                entry.uri,
+                document,
+                job_name=job_name_for(uuid),
+                user=job.owner,
+                job_attributes=plan.ipp_attributes(),
+                document_format=plan.document_format,
+                cancel=cancel,
+                verify=verify,
+                session=session,
+                on_state=self._on_state(uuid),
+                on_submitted=submitted,
+                on_reasons=self._on_reasons(uuid),
+                abandon=self.abandon,
+            )
+
+    def _on_state(self, uuid: str) -> Callable[[str], None]:
+        reported: set[str] = set()
+
+        def on_state(state: str) -> None:
+            # Printing is reported once the printer has the job, not before: no round trip
+            # to the cloud stands between the release and the printer's first byte.
+            if state == "processing" and not reported:
+                reported.add(state)
+                try:
+                    self.cloud.progress(uuid, JobState.PRINTING)
+                except CloudError as exc:
+                    log.info("job=%s printing not reported: %s", uuid, exc)
+
+        return on_state
+
+    def _on_reasons(self, uuid: str) -> Callable[[list[str]], None]:
+        def on_reasons(reasons: list[str]) -> None:
+            why = ", ".join(reasons)
+            log.info("job=%s printer-state-reasons=%s", uuid, why or "none")
+            try:
+                self.cloud.progress(
+                    uuid, JobState.PRINTING, reason=f"waiting: {why}" if why else ""
+                )
+            except CloudError as exc:
+                log.info("job=%s printer reasons not reported: %s", uuid, exc)
+
+        return on_reasons
+
+    def _monitor(self, uuid: str, job: Job, cancel: threading.Event) -> PrintResult:
+        """Follow a job the printer has (step monitoring) to its end; journal the end."""
+        entry = self.journal.get(uuid)
+        assert entry is not None
+        if entry.protocol == "ipp":
+            if entry.printer_job_id is None:
+                result = PrintResult(JobState.FAILED, None, reason=f"{UNKNOWN}: no printer job")
+            else:
+                session, verify = tls.session_for(self.config, entry.printer, entry.uri)
+                with session:
+                    result = follow_ipp(
+                        entry.uri,
+                        entry.printer_job_id,
+                        job_name=job_name_for(uuid),
+                        user=job.owner,
+                        cancel=cancel,
+                        verify=verify,
+                        session=session,
+                        on_state=self._on_state(uuid),
+                        on_reasons=self._on_reasons(uuid),
+                        abandon=self.abandon,
+                    )
+        else:
+            estimate = FinishedDocument(
+                pages=entry.impressions or 0,
+                impressions=entry.impressions or 0,
+                sheets=entry.sheets or 0,
+                document_format="",
+            )
+            result = self._count_raw(uuid, estimate)
+            return result
+        self.journal.finish(
+            uuid,
+            result.state.value,
+            result.reason,
+            impressions=result.impressions,
+            sheets=result.sheets,
+        )
+        return result
+
+    def _read_counter(self, printer: str) -> int | None:
+        target = self.config.snmp.get(printer)
+        if not target:
+            return None
+        try:
+            return read_counter(target, self.config.snmp_community)
+        except SnmpError as exc:
+            log.info("printer=%s page counter unreadable: %s", printer, exc)
+            return None
+
+    def _count_raw(self, uuid: str, finished: FinishedDocument) -> PrintResult:
+        """LPR and raw: sent is not printed. A real count from the page counter read before
+        and after, else the finished document's count, said to be an estimate."""
+        entry = self.journal.get(uuid)
+        assert entry is not None
+        target = self.config.snmp.get(entry.printer)
+        pages: int | None = None
+        if target and entry.counter_before is not None:
+            pages = wait_settled(
+                lambda: read_counter(target, self.config.snmp_community),
+                entry.counter_before,
+                settle=self.config.snmp_settle_seconds,
+                wait=self.config.snmp_wait_seconds,
+                stop=self.abandon.is_set,
+            )
+            if pages is None and self.abandon.is_set():
+                raise DeliveryAbandoned(f"job {uuid}: node stopping")
+        if pages is not None:
+            sheets = finished.sheets
+            if finished.impressions and pages != finished.impressions:
+                sheets = math.ceil(pages * finished.sheets / finished.impressions)
+            result = PrintResult(
+                JobState.COMPLETED,
+                pages,
+                sheets,
+                reason=f"counted by the printer's page counter (SNMP) over {entry.protocol}",
+            )
+            estimated = False
+        else:
+            result = PrintResult(
+                JobState.COMPLETED,
+                finished.impressions,
+                finished.sheets,
+                reason=f"estimated: sent over {entry.protocol}, not confirmed by the printer",
+            )
+            estimated = True
+        self.journal.finish(
+            uuid,
+            result.state.value,
+            result.reason,
+            impressions=result.impressions,
+            sheets=result.sheets,
+            estimated=estimated,
+        )
+        return result
+
+    def _report(self, uuid: str, result: PrintResult) -> bool:
+        """Tell the cloud how the print ended, retrying while it is unavailable. True once the
+        cloud has it (or refuses it for good: it holds another end state)."""
         delay = 0.2
         while True:
             try:
                 self.cloud.progress(
                     uuid, result.state, result.impressions, result.sheets, result.reason
                 )
-                return
+                self.metrics.cloud_answered()
+                return True
             except CloudUnavailable as exc:
                 if self.stop_event.wait(delay):
-                    log.error("job %s: end state %s not reported: %s", uuid, result.state, exc)
-                    return
+                    log.error("job=%s end state %s not reported: %s", uuid, result.state, exc)
+                    return False
                 delay = min(delay * 2, 10.0)
             except CloudError as exc:
-                log.error("job %s: cloud refused the end state: %s", uuid, exc)
-                return
+                log.error("job=%s cloud refused the end state: %s", uuid, exc)
+                return True
 
     # -- CUPS in step ---------------------------------------------------------------------
     def cancel_local(self, event: NodeEvent) -> None:
@@ -316,8 +790,14 @@ class Node:
                 backoff = min(max(backoff, 0.1) * 2, MAX_BACKOFF)
             self.stop_event.wait(backoff)
 
-    def run(self, drain_timeout: float = 30.0) -> None:
-        """Run until :meth:`stop`; then stop claiming and let running deliveries finish."""
+    def run(self, drain_timeout: float | None = None) -> bool:
+        """Run until :meth:`stop`; then stop claiming, let printing jobs finish within
+        ``drain_timeout`` (node.drain_seconds), abandon the rest (resumed on the next start).
+        Returns True if everything finished in time."""
+        drain = self.config.drain_seconds if drain_timeout is None else drain_timeout
+        if self.config.metrics_port:
+            self._metrics_server = serve(self.metrics, self.config.metrics_port)
+        self.resume_all()
         threads = [
             threading.Thread(
                 target=self._loop, args=("events", self.poll_once, 0.0), name="events", daemon=True
@@ -339,12 +819,26 @@ class Node:
             thread.start()
         log.info("node %s running (cloud %s)", self.config.name, self.config.cloud_url)
         self.stop_event.wait()
-        deadline = time.monotonic() + drain_timeout
-        with self._lock:
-            pending = list(self.futures)
-        for future in pending:
-            future.exception(timeout=max(0.0, deadline - time.monotonic()))
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        log.info("node %s stopping: draining for up to %.0f s", self.config.name, drain)
+        deadline = time.monotonic() + drain
+        drained = True
+        while True:
+            with self._lock:
+                pending = [f for f in self.futures if not f.done()]
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                drained = False
+                log.warning("node stopping: %d delivery(ies) abandoned for now", len(pending))
+                self.abandon.set()
+                break
+            time.sleep(0.05)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+        self.journal.close()
+        return drained
 
     def stop(self) -> None:
+        """Stop claiming (idempotent); :meth:`run` then drains and returns."""
         self.stop_event.set()
