@@ -1,0 +1,229 @@
+"""Personal and shared accounts: balances, holds, charges and adjustments, all journaled.
+
+Every balance change is one conditional UPDATE of ``accounts.balance_minor`` plus one
+``account_entries`` row in the caller's database transaction, so the balance always equals the sum
+of its entries and two concurrent releases can never both spend the same credit.
+
+An account that was never configured is created on first use, *not enforced* (post-paid: its
+balance may go below zero). An enforced account refuses a hold that would take the balance below
+``-overdraft``; an optional page quota limits the pages charged per calendar month (UTC).
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from pullprint.cloud import ledger
+from pullprint.cloud.accounting.tables import account_entries, accounts, usage_details
+from pullprint.cloud.db import transactions
+from pullprint.errors import CloudRefused, Conflict
+from pullprint.model import TransactionStatus
+
+PERSONAL = "personal"
+SHARED = "shared"
+KINDS = (PERSONAL, SHARED)
+
+
+class InsufficientCredit(Conflict):
+    """402: the account cannot cover the estimated cost of a release (or its page quota).
+
+    A Conflict with the account's state, so the job book's automatic, direct and fast releases
+    skip such a job (it stays held) instead of failing the whole request."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(402, message)
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """An account: ``personal:alice`` or ``shared:physics``."""
+
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    @classmethod
+    def parse(cls, text: str, owner: str) -> AccountRef:
+        """``"physics"`` or ``"shared:physics"`` -> shared; ``""``/``"personal"`` -> the owner's."""
+        kind, _, name = text.partition(":") if ":" in text else ("", "", text)
+        if not text or text == PERSONAL or (kind == PERSONAL and name == owner):
+            return cls(PERSONAL, owner)
+        if kind == PERSONAL:
+            raise CloudRefused(403, f"a job of {owner} cannot be charged to {text}")
+        return cls(SHARED, name)
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account as shown by the API (money as Decimal currency units)."""
+
+    kind: str
+    name: str
+    currency: str
+    balance: Decimal
+    enforced: bool
+    overdraft: Decimal
+    quota_pages: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "account": f"{self.kind}:{self.name}",
+            "kind": self.kind,
+            "name": self.name,
+            "currency": self.currency,
+            "balance": str(self.balance),
+            "enforced": self.enforced,
+            "overdraft": str(self.overdraft),
+            "quota_pages": self.quota_pages,
+        }
+
+
+def _where(ref: AccountRef) -> Any:
+    return sa.and_(accounts.c.kind == ref.kind, accounts.c.name == ref.name)
+
+
+def ensure(conn: Connection, ref: AccountRef, currency: str) -> None:
+    """Create the account (not enforced, balance 0) if it does not exist. Idempotent."""
+    if conn.execute(sa.select(accounts.c.name).where(_where(ref))).first() is None:
+        conn.execute(
+            sa.insert(accounts).values(
+                kind=ref.kind,
+                name=ref.name,
+                currency=currency,
+                balance_minor=0,
+                enforced=False,
+                overdraft_minor=0,
+                quota_pages=None,
+                updated_at=time.time(),
+            )
+        )
+
+
+def get(conn: Connection, ref: AccountRef) -> Account | None:
+    """The account, or None."""
+    row = conn.execute(sa.select(accounts).where(_where(ref))).mappings().first()
+    if row is None:
+        return None
+    currency = str(row["currency"])
+    return Account(
+        kind=str(row["kind"]),
+        name=str(row["name"]),
+        currency=currency,
+        balance=ledger.from_minor(int(row["balance_minor"]), currency),
+        enforced=bool(row["enforced"]),
+        overdraft=ledger.from_minor(int(row["overdraft_minor"]), currency),
+        quota_pages=row["quota_pages"],
+    )
+
+
+def configure(
+    conn: Connection,
+    ref: AccountRef,
+    currency: str,
+    *,
+    enforced: bool | None = None,
+    overdraft_minor: int | None = None,
+    quota_pages: int | None = None,
+    set_quota: bool = False,
+) -> None:
+    """Create the account if needed and set what is given (the quota only with ``set_quota``;
+    ``quota_pages=None`` then removes it). Idempotent."""
+    ensure(conn, ref, currency)
+    values: dict[str, Any] = {"updated_at": time.time()}
+    if enforced is not None:
+        values["enforced"] = enforced
+    if overdraft_minor is not None:
+        values["overdraft_minor"] = overdraft_minor
+    if set_quota:
+        values["quota_pages"] = quota_pages
+    conn.execute(sa.update(accounts).where(_where(ref)).values(values))
+
+
+def post(
+    conn: Connection,
+    ref: AccountRef,
+    kind: str,
+    amount_minor: int,
+    comment: str,
+    *,
+    transaction_id: int | None = None,
+    job_uuid: str | None = None,
+    enforce: bool = False,
+) -> bool:
+    """Add ``amount_minor`` (negative = debit) to the balance and journal it. With ``enforce``
+    an enforced account refuses (returns False, changes nothing) if the balance would fall below
+    ``-overdraft``. The account must exist (``ensure``)."""
+    new_balance = accounts.c.balance_minor + amount_minor
+    query = sa.update(accounts).where(_where(ref))
+    if enforce and amount_minor < 0:
+        query = query.where(
+            sa.or_(accounts.c.enforced == sa.false(), new_balance >= -accounts.c.overdraft_minor)
+        )
+    done = conn.execute(query.values(balance_minor=new_balance, updated_at=time.time()))
+    if done.rowcount != 1:
+        return False
+    if amount_minor or kind == "adjustment":
+        conn.execute(
+            sa.insert(account_entries).values(
+                account_kind=ref.kind,
+                account_name=ref.name,
+                transaction_id=transaction_id,
+                job_uuid=job_uuid,
+                kind=kind,
+                amount_minor=amount_minor,
+                comment=comment[:255],
+                created_at=time.time(),
+            )
+        )
+    return True
+
+
+def month_pages(conn: Connection, ref: AccountRef, now: float) -> int:
+    """Pages charged to the account this calendar month (UTC): completed transactions' counts
+    plus the expected impressions of those still pending with a hold."""
+    start = time.gmtime(now)
+    since = float(calendar.timegm((start.tm_year, start.tm_mon, 1, 0, 0, 0)))
+    where = sa.and_(
+        usage_details.c.account_kind == ref.kind,
+        usage_details.c.account_name == ref.name,
+        usage_details.c.released_at >= since,
+    )
+    done = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(transactions.c.pages), 0))
+        .select_from(
+            usage_details.join(transactions, transactions.c.id == usage_details.c.transaction_id)
+        )
+        .where(where, transactions.c.status == TransactionStatus.COMPLETED.value)
+    ).scalar_one()
+    pending = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(usage_details.c.expected_impressions), 0))
+        .select_from(
+            usage_details.join(transactions, transactions.c.id == usage_details.c.transaction_id)
+        )
+        .where(where, transactions.c.status == TransactionStatus.PENDING.value)
+        .where(usage_details.c.held_minor > 0)
+    ).scalar_one()
+    return int(done) + int(pending)
+
+
+def entries(conn: Connection, ref: AccountRef, limit: int = 1000) -> list[dict[str, Any]]:
+    """The account's journal, oldest first (ids, kinds, signed amounts in minor units)."""
+    rows = conn.execute(
+        sa.select(account_entries)
+        .where(
+            account_entries.c.account_kind == ref.kind,
+            account_entries.c.account_name == ref.name,
+        )
+        .order_by(account_entries.c.id)
+        .limit(limit)
+    ).mappings()
+    return [dict(row) for row in rows]
