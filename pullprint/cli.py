@@ -156,6 +156,13 @@ def cmd_node(args: argparse.Namespace, cfg: configmod.Config) -> int:
     return EXIT_OK
 
 
+def cmd_node_status(args: argparse.Namespace, cfg: configmod.Config) -> int:
+    from pullprint.daemon.journal import status_report
+
+    print(status_report(cfg.node.spool_dir, as_json=args.json))
+    return EXIT_OK
+
+
 def cmd_doctor(args: argparse.Namespace, cfg: configmod.Config) -> int:
     from pullprint.doctor import report
 
@@ -216,8 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("server", help="run the cloud release service")
     p.set_defaults(func=cmd_server)
-    p = sub.add_parser("node", help="run the node daemon")
+    p = sub.add_parser("node", help="run the node daemon (or `node status`)")
     p.set_defaults(func=cmd_node)
+    node_sub = p.add_subparsers(dest="node_command")
+    ps = node_sub.add_parser("status", help="each job's journaled step, each printer's last result")
+    ps.add_argument("--json", action="store_true")
+    ps.set_defaults(func=cmd_node_status)
 
     admin = sub.add_parser("admin", help="administration").add_subparsers(
         dest="what", required=True
@@ -245,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         cfg = configmod.load(args.config)
+        if args.command == "node" and cfg.node.log_format != "text":
+            from pullprint.daemon.logs import structured
+
+            structured(cfg.node.log_format)
         return int(args.func(args, cfg))
     except configmod.ConfigError as exc:
         print(f"pullprint: configuration: {exc}", file=sys.stderr)

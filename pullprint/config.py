@@ -33,6 +33,15 @@ class CloudConfig:
     node_tokens: dict[str, str] = field(default_factory=dict)  # node name -> token
     currency: str = "EUR"
     long_poll_seconds: float = 25.0
+    # Release and documents (issue 4).
+    storage_mode: str = "cloud"  # "cloud": encrypted in storage_dir; "node": stays on the node
+    download_url_seconds: int = 60  # lifetime of a signed download URL
+    download_signing_key: str = ""  # HMAC key for download URLs; empty: one kept in the database
+    expire_seconds: int = 3 * 24 * 3600  # unprinted jobs expire after this long
+    keep_printed_seconds: int = 0  # printed documents are deleted after this long (0: at once)
+    retention_sweep_seconds: float = 60.0  # how often the server runs the retention sweep
+    tls_cert: str = ""  # PEM certificate (chain) file: serve HTTPS when set with tls_key
+    tls_key: str = ""  # PEM private key file
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,19 @@ class NodeConfig:
     outbox_retry_seconds: float = 2.0
     max_document_bytes: int = 512 * 1024 * 1024
     release_printer: str = ""  # printer for an operator's "Release Job" in the CUPS web UI
+    # Delivery (issue 6). Printer names are the cloud's printer names.
+    retry_window_seconds: float = 600.0  # keep retrying an unreachable printer this long
+    retry_max_backoff: float = 30.0  # longest pause between two tries
+    drain_seconds: float = 60.0  # on SIGTERM: how long printing jobs may take to finish
+    tls_pins: dict[str, str] = field(default_factory=dict)  # printer -> sha256 of its cert
+    tls_tofu: tuple[str, ...] = ()  # printers whose first certificate is pinned (trust on use)
+    raw_profiles: dict[str, str] = field(default_factory=dict)  # lpd/socket printer -> profile
+    snmp: dict[str, str] = field(default_factory=dict)  # printer -> "host:port" of its SNMP agent
+    snmp_community: str = "public"
+    snmp_settle_seconds: float = 5.0  # the page counter must stay still this long
+    snmp_wait_seconds: float = 120.0  # give up waiting for the page counter after this long
+    metrics_port: int = 0  # Prometheus /metrics on 127.0.0.1:PORT; 0: off
+    log_format: str = "text"  # "text", "kv" (key=value) or "json" (one object a line)
 
 
 @dataclass(frozen=True)

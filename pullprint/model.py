@@ -40,6 +40,22 @@ class TransactionStatus(enum.StrEnum):
     CANCELED = "canceled"
 
 
+class ReleaseMode(enum.StrEnum):
+    """How jobs of a queue, or jobs at a printer, are released (as SavaPage defines them)."""
+
+    HOLD = "hold"  # held until released (default)
+    DIRECT = "direct"  # printed at once where the owner authenticates within N s of printing
+    FAST = "fast"  # authenticating at a printer releases all the owner's held jobs
+    AUTOMATIC = "automatic"  # the queue releases every job to a fixed printer: no hold
+
+
+class StorageKind(enum.StrEnum):
+    """Where a job's document is kept while it waits."""
+
+    CLOUD = "cloud"  # in the cloud's folder, encrypted with its own key
+    NODE = "node"  # on the origin node only; the cloud keeps metadata
+
+
 class EventKind(enum.StrEnum):
     """What the cloud tells a node through the long-poll."""
 
@@ -100,6 +116,7 @@ class Transaction:
     currency: str
     status: TransactionStatus
     pages: int
+    account: str = ""  # the shared account charged; empty: the owner's personal account
 
     def summary(self) -> str:
         """The transaction summary shown with the print-out: cost data only once completed."""
@@ -124,6 +141,7 @@ class Transaction:
             currency=str(data["currency"]),
             status=TransactionStatus(data["status"]),
             pages=int(data["pages"]),
+            account=str(data.get("account") or ""),
         )
 
 
@@ -151,11 +169,17 @@ class Job:
     created_at: float = 0.0
     updated_at: float = 0.0
     transaction: Transaction | None = None
+    release_options: dict[str, str] = field(default_factory=dict)  # changes made at release
+    released_by: str = ""  # who released it: the owner, a delegate, an operator, a mode
+    account: str = ""  # the shared account charged; empty: the owner's personal account
+    storage: StorageKind = StorageKind.CLOUD
+    download_url: str | None = None  # signed, single use; only in a claim's answer
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["state"] = self.state.value
         data["transaction"] = self.transaction.to_json() if self.transaction else None
+        data["storage"] = self.storage.value
         return data
 
     @classmethod
@@ -172,6 +196,13 @@ class Job:
             created_at=float(data.get("created_at", 0.0)),
             updated_at=float(data.get("updated_at", 0.0)),
             transaction=Transaction.from_json(tx) if tx else None,
+            release_options={
+                str(k): str(v) for k, v in dict(data.get("release_options") or {}).items()
+            },
+            released_by=str(data.get("released_by") or ""),
+            account=str(data.get("account") or ""),
+            storage=StorageKind(data.get("storage") or StorageKind.CLOUD.value),
+            download_url=data.get("download_url") or None,
         )
 
 

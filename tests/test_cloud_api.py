@@ -1,6 +1,10 @@
 """The cloud release service against its real server subprocess (CloudServer) and the real
 client: registration, documents, release with PIN, long-poll events, claim, download, ledger,
-cancel, authorization, and a restart that keeps the data."""
+cancel, authorization, and a restart that keeps the data. Every test runs twice: on SQLite and
+on PostgreSQL (a private server started from Debian's binaries; the run fails if it cannot start).
+
+The helpers here (``make_document``, ``submission``, ``held_job``, ``start_cloud``...) are shared
+by the other ``test_cloud_*``, ``test_release_*`` and ``test_documents_*`` modules."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -36,6 +41,7 @@ from pullprint.model import (
     Printer,
     TransactionStatus,
 )
+from pullprint.peers import postgres
 from pullprint.peers.cloud import CloudServer
 
 log = logging.getLogger(__name__)
@@ -44,18 +50,53 @@ PRICE = Decimal("0.05")
 PINS = {"alice": "1234", "bob": "56789"}
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudServer]:
+DATABASES = ("sqlite", "postgresql")
+
+
+def database_url(kind: str, folder: Path) -> str:
+    """A fresh database of ``kind``: a SQLite file in ``folder``, or a new database on the
+    shared private PostgreSQL server (started on first use; failing to start fails the test)."""
+    if kind == "postgresql":
+        return postgres.shared().create_database()
+    return f"sqlite:///{folder / 'cloud.db'}"
+
+
+def start_cloud(
+    folder: Path, kind: str, node_names: tuple[str, ...] = ("node1", "node2"), **overrides: Any
+) -> CloudServer:
+    """A started CloudServer on a fresh database of ``kind`` with alice, bob, printer1 (node1)
+    and printer2 (node2). The caller stops it."""
+    overrides.setdefault("long_poll_seconds", 10.0)
     server = CloudServer(
-        tmp_path_factory.mktemp("cloud"), node_names=("node1", "node2"), long_poll_seconds=10.0
+        folder, node_names=node_names, database_url=database_url(kind, folder), **overrides
     )
-    with server:
+    server.start()
+    try:
         with server.admin_client() as admin:
             for name, pin in PINS.items():
                 admin.add_user(name, pin)
             admin.add_printer(Printer("printer1", "ipp://127.0.0.1:1/ipp/print", "node1", PRICE))
             admin.add_printer(Printer("printer2", "ipp://127.0.0.1:2/ipp/print", "node2", PRICE))
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def stored_files(cloud: CloudServer, uuid: str) -> list[Path]:
+    """Every file of job ``uuid`` left in the cloud's storage folder (finished or partial)."""
+    return sorted(p for p in cloud.storage_dir.rglob("*") if uuid in p.name)
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def cloud(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CloudServer]:
+    server = start_cloud(tmp_path_factory.mktemp("cloud"), str(request.param))
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -204,8 +245,9 @@ def test_register_upload_idempotent(cloud: CloudServer, node2: CloudClient, tmp_
     assert again == first
     node2.upload_document(sub.uuid, doc)
     node2.upload_document(sub.uuid, doc)  # again after success: 204
-    stored = cloud.storage_dir / f"{sub.uuid}.doc"
-    assert stored.read_bytes() == doc.read_bytes()
+    stored = stored_files(cloud, sub.uuid)
+    assert len(stored) == 1  # one file, encrypted: no run of the plaintext is in it
+    assert doc.read_bytes()[100:164] not in stored[0].read_bytes()
     with pytest.raises(Conflict, match="different content"):
         node2.register(JobSubmission(**{**sub.to_json(), "pages": 99}))
     with pytest.raises(NotFound):
@@ -314,7 +356,7 @@ def test_release_claim_download_complete(
     assert tx.summary() == "Printer Usage: 6 pages, 0.30 EUR (completed)"
     # Repeating the end state is harmless; the document is gone (retention "at once").
     assert node1.progress(job.uuid, JobState.COMPLETED).state is JobState.COMPLETED
-    assert not (cloud.storage_dir / f"{job.uuid}.doc").exists()
+    assert stored_files(cloud, job.uuid) == []
     finished = events_for(node2, start2, job.uuid)
     assert [(e.kind, e.state, e.cups_job_id) for e in finished] == [
         (EventKind.FINISHED, JobState.COMPLETED, 42)
@@ -411,7 +453,7 @@ def test_cancel_by_owner_and_by_other(
     assert canceled.transaction.status is TransactionStatus.CANCELED
     assert canceled.transaction.amount == 0
     assert admin.cancel(job.uuid, user="alice").state is JobState.CANCELED  # idempotent
-    assert not (cloud.storage_dir / f"{job.uuid}.doc").exists()
+    assert stored_files(cloud, job.uuid) == []
     found = events_for(node2, start, job.uuid)
     assert [(e.kind, e.state) for e in found] == [(EventKind.CANCELED, JobState.CANCELED)]
     assert found[0].cups_job_uuid == job.cups_job_uuid and found[0].cups_job_id == 42
@@ -433,6 +475,8 @@ def test_restart_keeps_data(
     cloud.start()
     again = admin.get_job(job.uuid)
     assert again == job
-    assert (cloud.storage_dir / f"{job.uuid}.doc").read_bytes() == doc.read_bytes()
     assert {p.name for p in admin.list_printers()} >= {"printer1", "printer2"}
     admin.release(job.uuid, "alice", PINS["alice"], "printer2")
+    node2.claim(job.uuid)
+    assert node2.download(job.uuid, tmp_path / "after-restart.pdf") == doc.stat().st_size
+    assert (tmp_path / "after-restart.pdf").read_bytes() == doc.read_bytes()

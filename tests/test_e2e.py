@@ -194,3 +194,57 @@ def test_python_is_reachable_by_lp() -> None:
     assert out.returncode == 0, (
         f"{sys.executable}: {out.stderr} (build the venv on /usr/bin/python3)"
     )
+
+
+def test_cupsd_restart_then_cancel_in_cups_cancels_in_cloud(stack: Stack, world_dir: Path) -> None:
+    """Events queued in cupsd are lost when it restarts: the node resubscribes and resyncs."""
+    assert stack.cups is not None
+    cups_a, uuid_a = print_and_hold(stack, world_dir, pages=1)
+    cups_b, uuid_b = print_and_hold(stack, world_dir, pages=2)
+    stack.cups.restart()
+    assert stack.cups.job(cups_a)["job-state"] == CupsJobState.HELD
+    stack.cups.connection().cancelJob(cups_a)
+    job = stack.wait_state(uuid_a, {JobState.CANCELED}, timeout=20)
+    assert job.transaction is not None
+    assert job.transaction.status is TransactionStatus.CANCELED
+    with stack.admin() as admin:
+        assert admin.get_job(uuid_b).state is JobState.HELD
+    assert stack.cups.job(cups_b)["job-state"] == CupsJobState.HELD
+
+
+def test_operator_release_in_cups_without_release_printer_holds_again(
+    stack: Stack, world_dir: Path
+) -> None:
+    assert stack.cups is not None
+    cups_job, uuid = print_and_hold(stack, world_dir)
+    stack.cups.run("lp", "-i", str(cups_job), "-H", "resume")
+    deadline = time.monotonic() + 20
+    while True:  # the backend ran again (cupsd logs it) and held the job again
+        lines = [
+            line
+            for line in stack.cups.error_log.read_text(errors="replace").splitlines()
+            if f"[Job {cups_job}]" in line
+        ]
+        reruns = sum(1 for line in lines if "Started backend" in line)
+        holds = sum(1 for line in lines if "Backend returned status 3" in line)
+        if reruns == 2 and holds == 2:
+            break
+        assert time.monotonic() < deadline, "the backend did not run again and hold the job"
+        time.sleep(0.1)
+    assert stack.cups.job(cups_job)["job-state"] == CupsJobState.HELD
+    with stack.admin() as admin:
+        assert admin.get_job(uuid).state is JobState.HELD
+    assert stack.printers[0].spool_files() == []
+
+
+def test_operator_release_in_cups_prints_on_release_printer(world_dir: Path) -> None:
+    with Stack(world_dir / "stack", node_options={"release_printer": "printer1"}) as stack:
+        assert stack.cups is not None
+        cups_job, uuid = print_and_hold(stack, world_dir, pages=2)
+        stack.cups.run("lp", "-i", str(cups_job), "-H", "resume")
+        final = stack.wait_state(uuid, {JobState.COMPLETED, JobState.FAILED}, timeout=30)
+        assert final.state is JobState.COMPLETED, final.state_reason
+        assert final.impressions == 2
+        assert final.printer == "printer1"
+        stack.cups.wait_job(cups_job, {CupsJobState.COMPLETED}, timeout=30)
+        assert len(stack.printers[0].spool_files()) == 1

@@ -30,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from pullprint.cloud.server import run  # imported late: keeps --help fast
 
-    run(config)
+    try:
+        run(config)
+    except ConfigError as exc:
+        print(f"pullprint cloud: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

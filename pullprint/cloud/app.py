@@ -8,9 +8,11 @@ synchronous database work in a worker thread (``jobs.JobBook`` and friends) and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,16 +24,22 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pullprint.cloud import db, events, validate
+from pullprint.cloud import db, events, schemas, signing, validate
+from pullprint.cloud.accounting import api as accounting_api
 from pullprint.cloud.auth import Principal, Role, TokenAuth, require
+from pullprint.cloud.documents import Documents
+from pullprint.cloud.groups import DelegateKind, Delegation, Delegations, Groups
 from pullprint.cloud.jobs import Download, JobBook
 from pullprint.cloud.limits import BodyLimit
-from pullprint.cloud.notify import LocalNotifier, Notifier
+from pullprint.cloud.notify import LocalNotifier, Notifier, PgNotifier
+from pullprint.cloud.policies import DEFAULT_DIRECT_SECONDS, ReleasePolicies, ReleasePolicy, Scope
 from pullprint.cloud.printers import PrinterRegistry
-from pullprint.cloud.storage import CHUNK, DocumentStore, discard
+from pullprint.cloud.signing import UrlSigner
+from pullprint.cloud.storage import CHUNK, discard
 from pullprint.cloud.users import UserDirectory
-from pullprint.config import CloudConfig
-from pullprint.errors import CloudRefused, DocumentError, InvalidRequest
+from pullprint.config import CloudConfig, ConfigError
+from pullprint.errors import CloudRefused, DocumentError, InvalidRequest, NotFound
+from pullprint.model import ReleaseMode, StorageKind
 
 log = logging.getLogger(__name__)
 
@@ -48,54 +56,124 @@ class Cloud:
     users: UserDirectory
     printers: PrinterRegistry
     jobs: JobBook
-    store: DocumentStore
+    documents: Documents
     notifier: Notifier
+    policies: ReleasePolicies
+    groups: Groups
+    delegations: Delegations
+    signer: UrlSigner
 
 
-def create_app(config: CloudConfig, notifier: Notifier | None = None) -> FastAPI:
-    """Build the API app: opens the database and applies its migrations (``upgrade head``),
-    creates ``storage_dir``. The notifier binds to the loop when the app starts serving."""
+def check_config(config: CloudConfig) -> StorageKind:
+    """The values ``config.parse`` cannot check alone; ConfigError names the key."""
+    try:
+        storage = StorageKind(config.storage_mode)
+    except ValueError:
+        raise ConfigError(
+            f"cloud.storage_mode: expected one of {', '.join(k.value for k in StorageKind)}, "
+            f"got {config.storage_mode!r}"
+        ) from None
+    if config.download_url_seconds < 1:
+        raise ConfigError("cloud.download_url_seconds: must be at least 1")
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("cloud.tls_cert and cloud.tls_key: give both or neither")
+    return storage
+
+
+def create_app(
+    config: CloudConfig,
+    notifier: Notifier | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """Build the API app: opens the database and applies its migrations (``upgrade heads``),
+    creates ``storage_dir``. The notifier binds to the loop when the app starts serving:
+    PostgreSQL LISTEN/NOTIFY on PostgreSQL (several server processes), in-process otherwise.
+    The retention sweep runs every ``retention_sweep_seconds`` while serving. ``clock`` is
+    the time source of expiries and URLs (injected by tests)."""
+    storage = check_config(config)
     engine = db.make_engine(config.database_url)
     db.upgrade(engine)
-    store = DocumentStore(config.storage_dir)
-    notifier = notifier or LocalNotifier()
+    documents = Documents(engine, config.storage_dir, clock)
+    if notifier is None:
+        notifier = PgNotifier(engine) if engine.dialect.name == "postgresql" else LocalNotifier()
     users = UserDirectory(engine)
+    signer = UrlSigner(
+        engine,
+        signing.load_key(engine, config.download_signing_key),
+        config.download_url_seconds,
+        clock,
+        PREFIX,
+    )
     cloud = Cloud(
         config=config,
         engine=engine,
         auth=TokenAuth(config.admin_token, config.node_tokens),
         users=users,
         printers=PrinterRegistry(engine),
-        jobs=JobBook(engine, store, notifier, users, config.currency),
-        store=store,
+        jobs=JobBook(
+            engine,
+            documents,
+            notifier,
+            users,
+            config.currency,
+            signer=signer,
+            clock=clock,
+            storage=storage,
+            expire_seconds=config.expire_seconds,
+            keep_printed_seconds=config.keep_printed_seconds,
+        ),
+        documents=documents,
         notifier=notifier,
+        policies=ReleasePolicies(engine, clock),
+        groups=Groups(engine, clock),
+        delegations=Delegations(engine, clock),
+        signer=signer,
     )
     if not config.admin_token:
         log.warning("cloud.admin_token is empty: admin endpoints are disabled")
+    running_notifier = notifier
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await notifier.start()
+        await running_notifier.start()
+        sweeper = asyncio.get_running_loop().create_task(_sweep_forever(cloud))
         try:
             yield
         finally:
-            await notifier.stop()
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await running_notifier.stop()
             engine.dispose()
 
     app = FastAPI(
         title="pullprint cloud",
+        version="1",
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",
     )
+    schemas.install(app)
     app.state.cloud = cloud
     app.add_middleware(BodyLimit, limit=validate.MAX_JSON_BODY, exempt=_is_upload)
     app.add_exception_handler(CloudRefused, _refused)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(router, prefix=PREFIX)
+    app.include_router(accounting_api.router, prefix=PREFIX)  # accounting (docs/accounting.md)
     return app
+
+
+async def _sweep_forever(cloud: Cloud) -> None:
+    """Run the retention sweep now and then every ``retention_sweep_seconds``; a failed
+    sweep is logged and tried again next time."""
+    while True:
+        try:
+            await run_in_threadpool(cloud.jobs.sweep)
+        except Exception:  # keep sweeping: the next pass retries
+            log.exception("the retention sweep failed")
+        await asyncio.sleep(cloud.config.retention_sweep_seconds)
 
 
 def _is_upload(method: str, path: str) -> bool:
@@ -164,12 +242,17 @@ router = APIRouter()
 # -- endpoints ---------------------------------------------------------------------------------
 
 
-@router.get("/health")
+@router.get("/health", responses=schemas.answers(schemas.Health))
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.post("/users", status_code=201)
+@router.post(
+    "/users",
+    status_code=201,
+    openapi_extra=schemas.request_body(schemas.UserIn),
+    responses=schemas.answers(schemas.UserOut, 201),
+)
 async def add_user(request: Request, _p: Principal = Depends(_admin)) -> dict[str, str]:
     body = validate.body_object(await _json(request))
     name = validate.name(body.get("name"), "name")
@@ -178,14 +261,19 @@ async def add_user(request: Request, _p: Principal = Depends(_admin)) -> dict[st
     return {"name": name}
 
 
-@router.post("/printers", status_code=201)
+@router.post(
+    "/printers",
+    status_code=201,
+    openapi_extra=schemas.request_body(schemas.PrinterBody),
+    responses=schemas.answers(schemas.PrinterBody, 201),
+)
 async def add_printer(request: Request, _p: Principal = Depends(_admin)) -> dict[str, Any]:
     printer = validate.printer(await _json(request))
     stored = await run_in_threadpool(_cloud(request).printers.upsert, printer)
     return stored.to_json()
 
 
-@router.get("/printers")
+@router.get("/printers", responses=schemas.answers(schemas.Printers))
 async def list_printers(
     request: Request, _p: Principal = Depends(_admin_or_node)
 ) -> dict[str, Any]:
@@ -193,14 +281,30 @@ async def list_printers(
     return {"printers": [p.to_json() for p in found]}
 
 
-@router.post("/jobs")
+@router.post(
+    "/jobs",
+    openapi_extra=schemas.request_body(schemas.JobSubmissionIn),
+    responses={**schemas.answers(schemas.JobOut, 201), 200: {"model": schemas.JobOut}},
+)
 async def register(request: Request, caller: Principal = Depends(_node)) -> Response:
     sub = validate.submission(await _json(request))
     job, created = await run_in_threadpool(_cloud(request).jobs.register, caller, sub)
     return JSONResponse(job.to_json(), status_code=201 if created else 200)
 
 
-@router.put("/jobs/{uuid}/document", status_code=204)
+@router.put(
+    "/jobs/{uuid}/document",
+    status_code=204,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+    responses=schemas.answers(None),
+)
 async def upload(uuid: str, request: Request, caller: Principal = Depends(_node)) -> Response:
     uuid = validate.job_uuid(uuid)
     cloud = _cloud(request)
@@ -209,14 +313,36 @@ async def upload(uuid: str, request: Request, caller: Principal = Depends(_node)
         await discard(request.stream())
         return Response(status_code=204)
     try:
-        await cloud.store.receive(uuid, request.stream(), plan.expected)
+        stored = await cloud.documents.cloud.receive(uuid, request.stream(), plan.expected)
     except DocumentError as exc:
         raise InvalidRequest(422, str(exc)) from exc
-    await run_in_threadpool(cloud.jobs.document_stored, uuid)
+    await run_in_threadpool(cloud.jobs.document_stored, uuid, stored)
     return Response(status_code=204)
 
 
-@router.get("/jobs")
+@router.get(
+    "/jobs",
+    responses=schemas.answers(schemas.Jobs),
+    openapi_extra=schemas.query(
+        ("user", {"type": "string", "maxLength": 64}),
+        (
+            "state",
+            {
+                "type": "string",
+                "enum": [
+                    "held",
+                    "released",
+                    "claimed",
+                    "printing",
+                    "completed",
+                    "canceled",
+                    "failed",
+                    "expired",
+                ],
+            },
+        ),
+    ),
+)
 async def list_jobs(request: Request, _p: Principal = Depends(_admin)) -> dict[str, Any]:
     user_q = request.query_params.get("user")
     state_q = request.query_params.get("state")
@@ -226,7 +352,7 @@ async def list_jobs(request: Request, _p: Principal = Depends(_admin)) -> dict[s
     return {"jobs": [j.to_json() for j in found]}
 
 
-@router.get("/jobs/{uuid}")
+@router.get("/jobs/{uuid}", responses=schemas.answers(schemas.JobOut))
 async def get_job(
     uuid: str, request: Request, caller: Principal = Depends(_admin_or_node)
 ) -> dict[str, Any]:
@@ -234,7 +360,11 @@ async def get_job(
     return job.to_json()
 
 
-@router.post("/jobs/{uuid}/release")
+@router.post(
+    "/jobs/{uuid}/release",
+    openapi_extra=schemas.request_body(schemas.ReleaseIn),
+    responses=schemas.answers(schemas.JobOut),
+)
 async def release(uuid: str, request: Request, _p: Principal = Depends(_admin)) -> dict[str, Any]:
     uuid = validate.job_uuid(uuid)
     req = validate.release(await _json(request))
@@ -242,7 +372,11 @@ async def release(uuid: str, request: Request, _p: Principal = Depends(_admin)) 
     return job.to_json()
 
 
-@router.post("/jobs/{uuid}/operator-release")
+@router.post(
+    "/jobs/{uuid}/operator-release",
+    openapi_extra=schemas.request_body(schemas.OperatorReleaseIn),
+    responses=schemas.answers(schemas.JobOut),
+)
 async def operator_release(
     uuid: str, request: Request, caller: Principal = Depends(_admin_or_node)
 ) -> dict[str, Any]:
@@ -256,7 +390,11 @@ async def operator_release(
     return job.to_json()
 
 
-@router.post("/jobs/{uuid}/cancel")
+@router.post(
+    "/jobs/{uuid}/cancel",
+    openapi_extra=schemas.request_body(schemas.CancelIn),
+    responses=schemas.answers(schemas.JobOut),
+)
 async def cancel(
     uuid: str, request: Request, caller: Principal = Depends(_admin_or_node)
 ) -> dict[str, Any]:
@@ -266,7 +404,14 @@ async def cancel(
     return job.to_json()
 
 
-@router.get("/node/events")
+@router.get(
+    "/node/events",
+    responses=schemas.answers(schemas.Events),
+    openapi_extra=schemas.query(
+        ("after", {"type": "integer", "minimum": 0}),
+        ("timeout", {"type": "number", "minimum": 0, "maximum": 2}),
+    ),
+)
 async def node_events(request: Request, caller: Principal = Depends(_node)) -> dict[str, Any]:
     cloud = _cloud(request)
     limit = cloud.config.long_poll_seconds
@@ -287,7 +432,11 @@ async def node_events(request: Request, caller: Principal = Depends(_node)) -> d
     return {"events": [e.to_json() for e in found], "cursor": cursor}
 
 
-@router.post("/jobs/{uuid}/claim")
+@router.post(
+    "/jobs/{uuid}/claim",
+    openapi_extra=schemas.request_body(schemas.EmptyIn, required=False),
+    responses=schemas.answers(schemas.JobOut),
+)
 async def claim(uuid: str, request: Request, caller: Principal = Depends(_node)) -> dict[str, Any]:
     uuid = validate.job_uuid(uuid)
     validate.body_object(await _json(request))
@@ -295,10 +444,40 @@ async def claim(uuid: str, request: Request, caller: Principal = Depends(_node))
     return job.to_json()
 
 
-@router.get("/jobs/{uuid}/document")
-async def download(uuid: str, request: Request, caller: Principal = Depends(_node)) -> Response:
+@router.post(
+    "/jobs/{uuid}/download-url",
+    openapi_extra=schemas.request_body(schemas.EmptyIn, required=False),
+    responses=schemas.answers(schemas.DownloadUrl),
+)
+async def download_url(
+    uuid: str, request: Request, caller: Principal = Depends(_node)
+) -> dict[str, Any]:
+    """A fresh signed URL for the claimed job's document (path and query on this server)."""
     uuid = validate.job_uuid(uuid)
-    doc = await run_in_threadpool(_cloud(request).jobs.open_document, caller, uuid)
+    validate.body_object(await _json(request))
+    cloud = _cloud(request)
+    url = await run_in_threadpool(cloud.jobs.download_url, caller, uuid)
+    return {"download_url": url, "expires_in": cloud.signer.ttl}
+
+
+@router.get(
+    "/jobs/{uuid}/document",
+    responses={
+        **schemas.answers(None),
+        200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
+    },
+    openapi_extra=schemas.query(
+        ("node", {"type": "string"}),
+        ("expires", {"type": "string"}),
+        ("nonce", {"type": "string"}),
+        ("sig", {"type": "string"}),
+    ),
+)
+async def download(uuid: str, request: Request, caller: Principal = Depends(_node)) -> Response:
+    """Stream the document through a signed URL (from the claim or ``download-url``)."""
+    uuid = validate.job_uuid(uuid)
+    signed = UrlSigner.params(request.query_params)
+    doc = await run_in_threadpool(_cloud(request).jobs.open_document, caller, uuid, signed)
     return StreamingResponse(
         _read_chunks(doc),
         media_type=doc.media_type,
@@ -315,7 +494,11 @@ async def _read_chunks(doc: Download) -> AsyncIterator[bytes]:
         doc.file.close()
 
 
-@router.post("/jobs/{uuid}/progress")
+@router.post(
+    "/jobs/{uuid}/progress",
+    openapi_extra=schemas.request_body(schemas.ProgressIn),
+    responses=schemas.answers(schemas.JobOut),
+)
 async def progress(
     uuid: str, request: Request, caller: Principal = Depends(_node)
 ) -> dict[str, Any]:
@@ -323,3 +506,184 @@ async def progress(
     req = validate.progress(await _json(request))
     job = await run_in_threadpool(_cloud(request).jobs.progress, caller, uuid, req)
     return job.to_json()
+
+
+# -- release modes, authentication at printers ------------------------------------------------
+
+
+def _policy(scope: Scope, name: str, data: Any) -> ReleasePolicy:
+    obj = validate.body_object(data)
+    mode = ReleaseMode(
+        validate.choice(obj.get("mode"), "mode", tuple(m.value for m in ReleaseMode))
+    )
+    printer = obj.get("printer")
+    return ReleasePolicy(
+        scope=scope,
+        name=name,
+        mode=mode,
+        printer=None if printer is None else validate.name(printer, "printer"),
+        direct_seconds=validate.integer(
+            obj, "direct_seconds", minimum=1, maximum=3600, default=DEFAULT_DIRECT_SECONDS
+        ),
+    )
+
+
+@router.put(
+    "/queues/{name}/release-mode",
+    openapi_extra=schemas.request_body(schemas.ReleaseModeIn),
+    responses=schemas.answers(schemas.ReleasePolicyOut),
+)
+async def set_queue_mode(
+    name: str, request: Request, _p: Principal = Depends(_admin)
+) -> dict[str, Any]:
+    """Set how jobs of queue ``name`` are released (hold, direct, fast, automatic)."""
+    policy = _policy(Scope.QUEUE, validate.name(name, "queue"), await _json(request))
+    stored = await run_in_threadpool(_cloud(request).policies.put, policy)
+    return stored.to_json()
+
+
+@router.put(
+    "/printers/{name}/release-mode",
+    openapi_extra=schemas.request_body(schemas.ReleaseModeIn),
+    responses=schemas.answers(schemas.ReleasePolicyOut),
+)
+async def set_printer_mode(
+    name: str, request: Request, _p: Principal = Depends(_admin)
+) -> dict[str, Any]:
+    """Set how jobs are released at printer ``name`` (hold, direct, fast)."""
+    policy = _policy(Scope.PRINTER, validate.name(name, "printer"), await _json(request))
+    stored = await run_in_threadpool(_cloud(request).policies.put, policy)
+    return stored.to_json()
+
+
+@router.get("/release-modes", responses=schemas.answers(schemas.ReleasePolicies))
+async def list_modes(request: Request, _p: Principal = Depends(_admin)) -> dict[str, Any]:
+    found = await run_in_threadpool(_cloud(request).policies.all)
+    return {"policies": [p.to_json() for p in found]}
+
+
+async def _authenticate(name: str, request: Request, fast: bool) -> dict[str, Any]:
+    printer = validate.name(name, "printer")
+    obj = validate.body_object(await _json(request))
+    user = validate.name(obj.get("user"))
+    pin = validate.pin(obj.get("pin"))
+    done = await run_in_threadpool(_cloud(request).jobs.authenticate, printer, user, pin, fast)
+    return done.to_json()
+
+
+@router.post(
+    "/printers/{name}/authenticate",
+    openapi_extra=schemas.request_body(schemas.AuthenticateIn),
+    responses=schemas.answers(schemas.AuthenticationOut),
+)
+async def authenticate(
+    name: str, request: Request, _p: Principal = Depends(_admin)
+) -> dict[str, Any]:
+    """A user authenticated at the printer (card/PIN): releases per the release modes."""
+    return await _authenticate(name, request, fast=False)
+
+
+@router.post(
+    "/printers/{name}/release-all",
+    openapi_extra=schemas.request_body(schemas.AuthenticateIn),
+    responses=schemas.answers(schemas.AuthenticationOut),
+)
+async def release_all(
+    name: str, request: Request, _p: Principal = Depends(_admin)
+) -> dict[str, Any]:
+    """Fast release: every held job of the user to this printer, each with its own options."""
+    return await _authenticate(name, request, fast=True)
+
+
+# -- groups and delegation ----------------------------------------------------------------------
+
+
+@router.put(
+    "/groups/{name}",
+    openapi_extra=schemas.request_body(schemas.GroupIn),
+    responses=schemas.answers(schemas.GroupOut),
+)
+async def put_group(name: str, request: Request, _p: Principal = Depends(_admin)) -> dict[str, Any]:
+    """Create the group or replace its members."""
+    name = validate.name(name, "group")
+    obj = validate.body_object(await _json(request))
+    members = validate.names(obj.get("members"), "members")
+    stored = await run_in_threadpool(_cloud(request).groups.put, name, members)
+    return {"name": name, "members": stored}
+
+
+@router.get("/groups/{name}", responses=schemas.answers(schemas.GroupOut))
+async def get_group(name: str, request: Request, _p: Principal = Depends(_admin)) -> dict[str, Any]:
+    name = validate.name(name, "group")
+    members = await run_in_threadpool(_cloud(request).groups.members, name)
+    return {"name": name, "members": members}
+
+
+@router.delete("/groups/{name}", status_code=204, responses=schemas.answers(None))
+async def delete_group(name: str, request: Request, _p: Principal = Depends(_admin)) -> Response:
+    name = validate.name(name, "group")
+    if not await run_in_threadpool(_cloud(request).groups.delete, name):
+        raise NotFound(404, f"no group {name}")
+    return Response(status_code=204)
+
+
+@router.put(
+    "/users/{owner}/delegations",
+    openapi_extra=schemas.request_body(schemas.DelegationIn),
+    responses=schemas.answers(schemas.DelegationOut),
+)
+async def put_delegation(
+    owner: str, request: Request, _p: Principal = Depends(_admin)
+) -> dict[str, Any]:
+    """``owner`` lets a user or a group release their jobs, charged to ``account``."""
+    owner = validate.name(owner, "owner")
+    obj = validate.body_object(await _json(request))
+    kind = DelegateKind(validate.choice(obj.get("kind"), "kind", ("user", "group")))
+    delegation = Delegation(
+        owner=owner,
+        kind=kind,
+        delegate=validate.name(obj.get("delegate"), "delegate"),
+        account=validate.account(obj.get("account", "")),
+    )
+    stored = await run_in_threadpool(_cloud(request).delegations.put, delegation)
+    return stored.to_json()
+
+
+@router.get("/users/{owner}/delegations", responses=schemas.answers(schemas.Delegations))
+async def list_delegations(
+    owner: str, request: Request, _p: Principal = Depends(_admin)
+) -> dict[str, Any]:
+    owner = validate.name(owner, "owner")
+    found = await run_in_threadpool(_cloud(request).delegations.of, owner)
+    return {"delegations": [d.to_json() for d in found]}
+
+
+@router.delete(
+    "/users/{owner}/delegations/{kind}/{delegate}",
+    status_code=204,
+    responses=schemas.answers(None),
+)
+async def delete_delegation(
+    owner: str, kind: str, delegate: str, request: Request, _p: Principal = Depends(_admin)
+) -> Response:
+    owner = validate.name(owner, "owner")
+    which = DelegateKind(validate.choice(kind, "kind", ("user", "group")))
+    delegate = validate.name(delegate, "delegate")
+    if not await run_in_threadpool(_cloud(request).delegations.delete, owner, which, delegate):
+        raise NotFound(404, f"{owner} has no delegation to {which} {delegate}")
+    return Response(status_code=204)
+
+
+# -- retention ----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/admin/retention/run",
+    openapi_extra=schemas.request_body(schemas.EmptyIn, required=False),
+    responses=schemas.answers(schemas.SweepOut),
+)
+async def run_retention(request: Request, _p: Principal = Depends(_admin)) -> dict[str, int]:
+    """Run the retention sweep now (it also runs every ``retention_sweep_seconds``)."""
+    validate.body_object(await _json(request))
+    done = await run_in_threadpool(_cloud(request).jobs.sweep)
+    return done.to_json()

@@ -74,6 +74,10 @@ jobs = sa.Table(
     sa.Column("document_stored", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False, index=True),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # 0002: release and documents
+    sa.Column("storage", sa.String(16), nullable=False, server_default="cloud"),
+    sa.Column("released_by", sa.String(128), nullable=False, server_default=""),
+    sa.Column("account", sa.String(127), nullable=False, server_default=""),
 )
 
 transactions = sa.Table(
@@ -89,6 +93,8 @@ transactions = sa.Table(
     sa.Column("pages", sa.Integer, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # 0002: the shared account charged (empty: the owner's personal account)
+    sa.Column("account", sa.String(127), nullable=False, server_default=""),
     sqlite_autoincrement=True,
 )
 
@@ -103,6 +109,75 @@ node_events = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Index("ix_node_events_node_id", "node", "id"),
     sqlite_autoincrement=True,  # ids never reused: they are the nodes' cursors
+)
+
+
+# -- 0002: release modes, groups and delegation, document keys, download nonces, settings --------
+
+release_policies = sa.Table(
+    "release_policies",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),  # "queue" or "printer"
+    sa.Column("name", sa.String(127), primary_key=True),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("printer", sa.String(127), nullable=True),  # automatic: the fixed printer
+    sa.Column("direct_seconds", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+user_groups = sa.Table(
+    "user_groups",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+group_members = sa.Table(
+    "group_members",
+    metadata,
+    sa.Column(
+        "group_name",
+        sa.String(64),
+        sa.ForeignKey("user_groups.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("user", sa.String(64), primary_key=True, index=True),
+)
+
+delegations = sa.Table(
+    "delegations",
+    metadata,
+    sa.Column("owner", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),  # "user" or "group"
+    sa.Column("delegate", sa.String(64), primary_key=True),
+    sa.Column("account", sa.String(127), nullable=False),  # empty: the owner's personal account
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+document_keys = sa.Table(
+    "document_keys",
+    metadata,
+    sa.Column("job_uuid", sa.String(36), primary_key=True),
+    sa.Column("file_id", sa.String(32), nullable=False),
+    sa.Column("key", sa.LargeBinary, nullable=False),  # AES-256-GCM; deleting it shreds the file
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+download_nonces = sa.Table(
+    "download_nonces",
+    metadata,
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("job_uuid", sa.String(36), nullable=False),
+    sa.Column("node", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    sa.Column("used_at", sa.Float, nullable=False),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(1024), nullable=False),
 )
 
 

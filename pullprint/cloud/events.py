@@ -2,12 +2,20 @@
 
 Events are appended in the same database transaction as the state change they announce; the
 caller wakes the node's long-polls (``Notifier.notify``) after the commit.
+
+Cursor order on PostgreSQL: ids come from a sequence when the row is inserted, but transactions
+commit in any order, so a reader could see id 7 before id 6 commits and move its cursor past 6
+for good. To prevent it, a transaction takes a per-node advisory lock
+(``pg_advisory_xact_lock``, held until it ends) before it adds the node's event: a node's events
+are then inserted and committed one transaction after another, so every id below a visible one
+is committed (or rolled back). Locks on several nodes are taken in name order (no deadlock).
+SQLite has one writer at a time and needs none of this.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,9 +49,28 @@ def append_job_state(
     _append(conn, node, kind, job_uuid, payload)
 
 
+def lock_nodes(conn: Connection, nodes: Iterable[str]) -> None:
+    """On PostgreSQL, take the event locks of ``nodes`` (in name order) until the transaction
+    ends; nothing elsewhere. Re-taking a held lock is harmless."""
+    if conn.dialect.name != "postgresql":
+        return
+    for node in sorted(set(nodes)):
+        conn.execute(
+            _LOCK_SQL,
+            {"space": _LOCK_SPACE, "node": node},
+        )
+
+
+_LOCK_SPACE = 0x7070  # "pp": the advisory lock namespace of node event streams
+_LOCK_SQL = sa.text(
+    "SELECT pg_advisory_xact_lock(CAST(:space AS integer), hashtext(CAST(:node AS text)))"
+)
+
+
 def _append(
     conn: Connection, node: str, kind: EventKind, job_uuid: str, payload: dict[str, Any]
 ) -> None:
+    lock_nodes(conn, (node,))
     conn.execute(
         sa.insert(node_events).values(
             node=node, kind=kind.value, job_uuid=job_uuid, payload=payload, created_at=time.time()

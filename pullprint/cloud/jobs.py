@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from pullprint.cloud import events, ledger
+from pullprint.cloud import events, groups, ledger, policies
 from pullprint.cloud import printers as printer_rows
 from pullprint.cloud.auth import Principal, Role
-from pullprint.cloud.db import jobs, printers, transactions
+from pullprint.cloud.db import document_keys, jobs, printers, transactions
+from pullprint.cloud.documents import Documents
 from pullprint.cloud.notify import Notifier
-from pullprint.cloud.storage import DocumentStore, Expected
+from pullprint.cloud.signing import SignedParams, UrlSigner
+from pullprint.cloud.storage import Expected, Readable, StoredDocument
 from pullprint.cloud.users import UserDirectory
 from pullprint.cloud.validate import CancelRequest, ProgressRequest, ReleaseRequest
 from pullprint.errors import Conflict, Forbidden, NotFound
@@ -35,6 +38,8 @@ from pullprint.model import (
     Job,
     JobState,
     JobSubmission,
+    ReleaseMode,
+    StorageKind,
     Transaction,
 )
 
@@ -63,11 +68,48 @@ class UploadPlan:
 
 @dataclass(frozen=True)
 class Download:
-    """An open stored document (the caller closes ``file``)."""
+    """An open stored document, decrypted as it is read (the caller closes ``file``)."""
 
-    file: BinaryIO
+    file: Readable
     size: int
     media_type: str
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """What an authentication at a printer did: the mode that applied, the jobs it released,
+    and the owner's jobs still held (to pick from, in hold mode)."""
+
+    user: str
+    printer: str
+    mode: ReleaseMode
+    released: list[Job]
+    held: list[Job]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "printer": self.printer,
+            "mode": self.mode.value,
+            "released": [j.to_json() for j in self.released],
+            "held": [j.to_json() for j in self.held],
+        }
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one retention sweep did."""
+
+    expired: int
+    documents_deleted: int
+    nonces_pruned: int
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "expired": self.expired,
+            "documents_deleted": self.documents_deleted,
+            "nonces_pruned": self.nonces_pruned,
+        }
 
 
 @dataclass(frozen=True)
@@ -94,6 +136,7 @@ def _from_row(row: RowMapping) -> _Row:
     transaction: Transaction | None = None
     if row["tx_id"] is not None:
         transaction = ledger.from_row({k[3:]: v for k, v in row.items() if k.startswith("tx_")})
+        transaction = replace(transaction, account=str(row["tx_account"] or ""))
     job = Job(
         uuid=row["uuid"],
         owner=row["owner"],
@@ -115,6 +158,10 @@ def _from_row(row: RowMapping) -> _Row:
         created_at=float(row["created_at"]),
         updated_at=float(row["updated_at"]),
         transaction=transaction,
+        release_options={str(k): str(v) for k, v in dict(row["release_options"] or {}).items()},
+        released_by=str(row["released_by"] or ""),
+        account=str(row["account"] or ""),
+        storage=StorageKind(row["storage"] or StorageKind.CLOUD.value),
     )
     return _Row(
         job=job,
@@ -132,16 +179,27 @@ class JobBook:
     def __init__(
         self,
         engine: Engine,
-        store: DocumentStore,
+        documents: Documents,
         notifier: Notifier,
         users: UserDirectory,
         currency: str,
+        *,
+        signer: UrlSigner,
+        clock: Callable[[], float] = time.time,
+        storage: StorageKind = StorageKind.CLOUD,
+        expire_seconds: int = 3 * 24 * 3600,
+        keep_printed_seconds: int = 0,
     ) -> None:
         self._engine = engine
-        self._store = store
+        self._documents = documents
         self._notifier = notifier
         self._users = users
         self._currency = currency
+        self._signer = signer
+        self._clock = clock
+        self._storage = storage
+        self._expire_seconds = expire_seconds
+        self._keep_printed_seconds = keep_printed_seconds
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -187,13 +245,16 @@ class JobBook:
     def register(self, caller: Principal, sub: JobSubmission) -> tuple[Job, bool]:
         """Create the job (held) and its pending transaction; idempotent per uuid.
 
-        Returns (job, created). The same uuid with other content is a Conflict (409).
+        The job's storage is the cloud's ``storage_mode`` at registration. A job of a queue in
+        automatic mode is released to the queue's printer once its document is there (at once
+        when the document stays on the node). Returns (job, created). The same uuid with other
+        content is a Conflict (409).
         """
         if caller.role is Role.NODE and sub.origin != caller.node:
             raise Forbidden(
                 403, f"node {caller.node} cannot register jobs for origin node {sub.origin}"
             )
-        now = time.time()
+        now = self._clock()
         try:
             with self._engine.begin() as conn:
                 conn.execute(
@@ -210,6 +271,9 @@ class JobBook:
                         document_stored=False,
                         created_at=now,
                         updated_at=now,
+                        storage=self._storage.value,
+                        released_by="",
+                        account="",
                     )
                 )
                 ledger.open_pending(conn, sub.uuid, sub.owner, self._currency, now)
@@ -224,39 +288,85 @@ class JobBook:
                 ) from exc
             return existing.job, False
         log.info("registered job %s of %s from node %s", sub.uuid, sub.owner, sub.origin)
-        return self._read(sub.uuid).job, True
+        row = self._read(sub.uuid)
+        if row.job.storage is StorageKind.NODE:
+            return self._release_automatic(row), True
+        return row.job, True
+
+    def _release_automatic(self, row: _Row) -> Job:
+        """Release the job to its queue's fixed printer if the queue is in automatic mode."""
+        with self._engine.connect() as conn:
+            policy = policies.get(conn, policies.Scope.QUEUE, row.job.queue)
+        if policy is None or policy.mode is not ReleaseMode.AUTOMATIC or not policy.printer:
+            return row.job
+        note = f"released automatically by queue {row.job.queue}"
+        try:
+            return self._release(row, policy.printer, {}, note, f"queue {row.job.queue}", "")
+        except (Conflict, NotFound) as exc:
+            log.warning(
+                "job %s: automatic release to %s failed: %s", row.job.uuid, policy.printer, exc
+            )
+            return self._read(row.job.uuid).job
 
     def plan_upload(self, caller: Principal, uuid: str) -> UploadPlan:
         """What an upload of the job's document must match. Changes nothing."""
         row = self._read(uuid)
         if caller.role is Role.NODE and row.job.origin != caller.node:
             raise Forbidden(403, f"job {uuid} was registered by node {row.job.origin}")
+        if row.job.storage is StorageKind.NODE:
+            raise Conflict(
+                409, f"job {uuid} keeps its document on node {row.job.origin}; do not upload it"
+            )
         if row.job.state.is_final:
             raise Conflict(409, f"job {uuid} is {row.job.state}; its document is not needed")
         return UploadPlan(Expected(row.job.size, row.job.sha256), row.document_stored)
 
-    def document_stored(self, uuid: str) -> None:
-        """Mark the job's document as stored. If the job ended meanwhile, delete the file and
-        raise Conflict (409)."""
+    def document_stored(self, uuid: str, stored: StoredDocument) -> None:
+        """Keep the key of the document just stored and mark the job's document as stored;
+        then release it if its queue is automatic. If the job ended meanwhile, or another
+        upload was kept first, the new file is deleted (Conflict 409 for an ended job)."""
         with self._engine.begin() as conn:
             done = conn.execute(
                 sa.update(jobs)
                 .where(jobs.c.uuid == uuid, jobs.c.state.in_(_NOT_FINAL))
                 .values(document_stored=True)
             )
+            kept = done.rowcount == 1 and self._documents.add_key(conn, uuid, stored)
+        if not kept:
+            self._documents.discard_file(uuid, stored)
         if done.rowcount != 1:
-            self._store.delete(uuid)
             raise Conflict(409, f"job {uuid} ended while its document arrived; it was not kept")
-
-    def open_document(self, caller: Principal, uuid: str) -> Download:
-        """Open the document for the node that claimed the job. Changes nothing."""
         row = self._read(uuid)
+        if row.job.state is JobState.HELD:
+            self._release_automatic(row)
+
+    def download_url(self, caller: Principal, uuid: str) -> str:
+        """A fresh signed download URL (path and query) for the node that claimed the job."""
+        row = self._read(uuid)
+        self._check_download(caller, row)
+        return self._signer.sign(uuid, caller.node)
+
+    def _check_download(self, caller: Principal, row: _Row) -> None:
+        uuid = row.job.uuid
         if row.claimed_by != caller.node:
             raise Forbidden(403, f"job {uuid} was not claimed by node {caller.node}")
         if row.job.state not in (JobState.CLAIMED, JobState.PRINTING):
             raise Conflict(409, f"job {uuid} is {row.job.state}; its document is gone")
+        if row.job.storage is StorageKind.NODE:
+            raise Conflict(
+                409, f"job {uuid} keeps its document on node {row.job.origin}; use that copy"
+            )
+
+    def open_document(
+        self, caller: Principal, uuid: str, signed: SignedParams | None = None
+    ) -> Download:
+        """Open the document, decrypted, for the node that claimed the job, through a signed
+        URL (used up here: single use). Changes nothing else."""
+        row = self._read(uuid)
+        self._signer.check(uuid, caller.node, signed)
+        self._check_download(caller, row)
         try:
-            fh = self._store.open(uuid)
+            fh = self._documents.open(uuid)
         except FileNotFoundError as exc:
             raise NotFound(404, f"the document of job {uuid} has not been uploaded") from exc
         return Download(fh, row.job.size, row.job.document_format)
@@ -264,14 +374,27 @@ class JobBook:
     # -- release and claim --------------------------------------------------------------------
 
     def release(self, uuid: str, req: ReleaseRequest) -> Job:
-        """Release a held (or failed) job to a printer for its owner, PIN checked: state
-        released, the printer's price recorded, a ``released`` event for the printer's node."""
+        """Release a held (or failed) job to a printer, PIN checked, for its owner or for a
+        user the owner delegated to (directly or through a group): state released, the
+        printer's price, who released it and the account charged recorded, a ``released``
+        event for the printer's node. The owner may name a shared account; a delegate's
+        release is charged as the delegation says."""
         row = self._read(uuid)
-        if req.user != row.job.owner:
-            raise Forbidden(403, f"job {uuid} belongs to {row.job.owner}")
+        owner = row.job.owner
+        account = req.account or ""
+        if req.user != owner:
+            with self._engine.connect() as conn:
+                delegated = groups.account_for(conn, owner, req.user)
+            if delegated is None:
+                raise Forbidden(403, f"job {uuid} belongs to {owner}")
+            if req.account is not None and req.account != delegated:
+                raise Forbidden(
+                    403, f"{owner} chose the account a delegate's release is charged to"
+                )
+            account = delegated
         if not self._users.verify(req.user, req.pin):
             raise Forbidden(403, f"wrong PIN for user {req.user}")
-        return self._release(row, req.printer, req.options, "")
+        return self._release(row, req.printer, req.options, "", req.user, account)
 
     def operator_release(self, caller: Principal, uuid: str, printer: str, operator: str) -> Job:
         """An operator released the job in CUPS (its web UI's "Release Job"): the job's origin
@@ -279,9 +402,18 @@ class JobBook:
         row = self._read(uuid)
         if caller.role is not Role.ADMIN and caller.node != row.job.origin:
             raise Forbidden(403, f"job {uuid} did not come from node {caller.node}")
-        return self._release(row, printer, {}, f"released by operator {operator} in CUPS")
+        note = f"released by operator {operator} in CUPS"
+        return self._release(row, printer, {}, note, f"operator {operator}", "")
 
-    def _release(self, row: _Row, printer_name: str, options: dict[str, str], note: str) -> Job:
+    def _release(
+        self,
+        row: _Row,
+        printer_name: str,
+        options: dict[str, str],
+        note: str,
+        released_by: str = "",
+        account: str = "",
+    ) -> Job:
         uuid = row.job.uuid
         with self._engine.connect() as conn:
             printer = printer_rows.get(conn, printer_name)
@@ -289,7 +421,14 @@ class JobBook:
             raise NotFound(404, f"no printer {printer_name}")
         if row.job.state.value not in _RELEASABLE:
             raise Conflict(409, f"job is {row.job.state}, not held")
-        if not row.document_stored:
+        on_node = row.job.storage is StorageKind.NODE
+        if on_node and printer.node != row.job.origin:
+            raise Conflict(
+                409,
+                f"job {uuid} keeps its document on node {row.job.origin}; release it to a "
+                f"printer of that node (printer {printer.name} is on node {printer.node})",
+            )
+        if not on_node and not row.document_stored:
             raise Conflict(
                 409, f"the document of job {uuid} has not arrived yet; try again in a moment"
             )
@@ -303,10 +442,18 @@ class JobBook:
                     printer=printer.name,
                     release_options=options,
                     price_micro=ledger.price_to_micro(printer.price_per_page),
-                    updated_at=time.time(),
+                    released_by=released_by,
+                    account=account,
+                    updated_at=self._clock(),
                 )
             )
             if done.rowcount == 1:
+                conn.execute(
+                    sa.update(transactions)
+                    .where(transactions.c.job_uuid == uuid)
+                    .values(account=account)
+                )
+                ledger.reserve(conn, row.job, printer, options)  # accounting: hold (or 402)
                 events.append_released(conn, uuid, printer, options)
         if done.rowcount != 1:
             raise Conflict(409, f"job is {self._read(uuid).job.state}, not held")
@@ -314,9 +461,68 @@ class JobBook:
         log.info("released job %s to printer %s (node %s)", uuid, printer.name, printer.node)
         return self._read(uuid).job
 
+    def authenticate(
+        self, printer_name: str, user: str, pin: str, fast: bool = False
+    ) -> Authentication:
+        """A user authenticated at a printer (card or PIN at its terminal). Per job, the
+        printer's release mode applies if it has one, else the job's queue's: direct releases
+        the user's held jobs printed within its ``direct_seconds``, fast releases all the
+        user's held jobs, each with its own options; hold releases nothing and lists them.
+        ``fast`` releases all of them whatever the modes (the terminal's "release all")."""
+        if not self._users.verify(user, pin):
+            raise Forbidden(403, f"wrong PIN for user {user}")
+        with self._engine.connect() as conn:
+            printer = printer_rows.get(conn, printer_name)
+            if printer is None:
+                raise NotFound(404, f"no printer {printer_name}")
+            at_printer = policies.get(conn, policies.Scope.PRINTER, printer_name)
+            held = [
+                _from_row(r)
+                for r in conn.execute(
+                    _select()
+                    .where(jobs.c.owner == user, jobs.c.state == JobState.HELD.value)
+                    .order_by(jobs.c.created_at)
+                )
+                .mappings()
+                .all()
+            ]
+            queue_policies = {
+                q: policies.get(conn, policies.Scope.QUEUE, q) for q in {r.job.queue for r in held}
+            }
+        now = self._clock()
+        released: list[Job] = []
+        still_held: list[Job] = []
+        for row in held:
+            policy = at_printer or queue_policies.get(row.job.queue)
+            mode = ReleaseMode.FAST if fast else policy.mode if policy else ReleaseMode.HOLD
+            due = mode is ReleaseMode.FAST or (
+                mode is ReleaseMode.DIRECT
+                and policy is not None
+                and now - row.job.created_at <= policy.direct_seconds
+            )
+            if due:
+                note = f"released by {mode} authentication of {user} at printer {printer_name}"
+                try:
+                    released.append(self._release(row, printer_name, {}, note, user, ""))
+                    continue
+                except Conflict as exc:
+                    log.info("job %s not released at authentication: %s", row.job.uuid, exc)
+            still_held.append(row.job)
+        shown = ReleaseMode.FAST if fast else at_printer.mode if at_printer else ReleaseMode.HOLD
+        log.info(
+            "%s authenticated at printer %s (%s): released %d job(s)",
+            user,
+            printer_name,
+            shown,
+            len(released),
+        )
+        return Authentication(user, printer_name, shown, released, still_held)
+
     def claim(self, caller: Principal, uuid: str) -> Job:
         """The node takes a job released to one of its printers: state claimed. Exactly one
-        claim wins; every other is a Conflict (409)."""
+        claim wins; every other is a Conflict (409). On PostgreSQL the job's row is locked
+        with ``FOR UPDATE SKIP LOCKED``: a concurrent claim does not wait, it loses. The answer
+        carries a signed ``download_url`` (cloud storage)."""
         row = self._read(uuid)
         if row.job.state is not JobState.RELEASED:
             raise Conflict(409, f"job {uuid} is {row.job.state}, not released")
@@ -325,21 +531,37 @@ class JobBook:
                 409, f"job {uuid} is released to printer {row.job.printer} of another node"
             )
         with self._engine.begin() as conn:
-            done = conn.execute(
-                sa.update(jobs)
+            locked = conn.execute(
+                sa.select(jobs.c.uuid)
                 .where(
                     jobs.c.uuid == uuid,
                     jobs.c.state == JobState.RELEASED.value,
                     jobs.c.printer == row.job.printer,
                 )
-                .values(
-                    state=JobState.CLAIMED.value, claimed_by=caller.node, updated_at=time.time()
+                .with_for_update(skip_locked=True)
+            ).first()
+            done = None
+            if locked is not None:
+                done = conn.execute(
+                    sa.update(jobs)
+                    .where(
+                        jobs.c.uuid == uuid,
+                        jobs.c.state == JobState.RELEASED.value,
+                        jobs.c.printer == row.job.printer,
+                    )
+                    .values(
+                        state=JobState.CLAIMED.value,
+                        claimed_by=caller.node,
+                        updated_at=self._clock(),
+                    )
                 )
-            )
-        if done.rowcount != 1:
+        if done is None or done.rowcount != 1:
             raise Conflict(409, f"job {uuid} is {self._read(uuid).job.state}, not released")
         log.info("node %s claimed job %s", caller.node, uuid)
-        return self._read(uuid).job
+        job = self._read(uuid).job
+        if job.storage is StorageKind.CLOUD:
+            job = replace(job, download_url=self._signer.sign(uuid, caller.node))
+        return job
 
     # -- progress and cancel ------------------------------------------------------------------
 
@@ -356,7 +578,7 @@ class JobBook:
                     conn.execute(
                         sa.update(jobs)
                         .where(jobs.c.uuid == uuid, jobs.c.state == req.state.value)
-                        .values(state_reason=req.reason, updated_at=time.time())
+                        .values(state_reason=req.reason, updated_at=self._clock())
                     )
                 return self._read(uuid).job
             return row.job
@@ -367,7 +589,7 @@ class JobBook:
         values: dict[str, Any] = {
             "state": req.state.value,
             "state_reason": req.reason,
-            "updated_at": time.time(),
+            "updated_at": self._clock(),
         }
         if req.impressions is not None:
             values["impressions"] = req.impressions
@@ -383,6 +605,7 @@ class JobBook:
                 self._settle(conn, row, req)
             if done.rowcount == 1 and req.state is JobState.FAILED:
                 conn.execute(sa.update(jobs).where(jobs.c.uuid == uuid).values(claimed_by=None))
+                ledger.release_hold(conn, uuid, self._clock())  # accounting: give the hold back
         if done.rowcount != 1:
             now = self._read(uuid).job
             if now.state is req.state:
@@ -395,7 +618,7 @@ class JobBook:
 
     def _settle(self, conn: Connection, row: _Row, req: ProgressRequest) -> None:
         """Close the job's transaction and add the ``finished`` event (inside ``conn``)."""
-        job, now = row.job, time.time()
+        job, now = row.job, self._clock()
         if req.state is JobState.COMPLETED:
             pages = req.impressions if req.impressions is not None else job.pages * job.copies
             currency = job.transaction.currency if job.transaction else self._currency
@@ -426,7 +649,7 @@ class JobBook:
         if job.state.value not in _CANCELABLE:
             raise Conflict(409, f"job {uuid} is already {job.state}")
         who = req.user or caller.describe()
-        now = time.time()
+        now = self._clock()
         with self._engine.begin() as conn:
             done = conn.execute(
                 sa.update(jobs)
@@ -440,6 +663,7 @@ class JobBook:
             )
             if done.rowcount == 1:
                 ledger.cancel(conn, uuid, now)
+                events.lock_nodes(conn, self._cancel_targets(row))
                 for node in self._cancel_targets(row):
                     events.append_job_state(
                         conn,
@@ -469,7 +693,76 @@ class JobBook:
         return (row.job.origin,)
 
     def _finished(self, job: Job, kind: EventKind) -> None:
-        """After an end state is committed: delete the document, wake the origin node."""
-        self._store.delete(job.uuid)
+        """After an end state is committed: delete the document (a printed one only when
+        ``keep_printed_seconds`` is 0; the retention sweep deletes it later otherwise), wake
+        the origin node."""
+        if kind is not EventKind.FINISHED or self._keep_printed_seconds <= 0:
+            self._documents.shred(job.uuid)
         self._notifier.notify(job.origin)
         log.debug("sent %s for job %s to node %s", kind, job.uuid, job.origin)
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def expire(self, uuid: str) -> bool:
+        """Expire one unprinted job (held, released and not claimed, or failed): state expired,
+        transaction canceled, a ``canceled`` event (state expired) to its origin node so the
+        node cancels the CUPS job, document and key deleted. False if it was not expirable."""
+        row = self._read(uuid)
+        job = row.job
+        expirable = (*_RELEASABLE, JobState.RELEASED.value)
+        now = self._clock()
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.uuid == uuid, jobs.c.state.in_(expirable))
+                .values(
+                    state=JobState.EXPIRED.value,
+                    state_reason="expired unprinted (retention)",
+                    document_stored=False,
+                    updated_at=now,
+                )
+            )
+            if done.rowcount == 1:
+                ledger.cancel(conn, uuid, now)
+                events.append_job_state(
+                    conn,
+                    EventKind.CANCELED,
+                    job.origin,
+                    uuid,
+                    job.cups_job_id,
+                    job.cups_job_uuid,
+                    JobState.EXPIRED,
+                )
+        if done.rowcount != 1:
+            return False
+        self._finished(job, EventKind.CANCELED)
+        log.info("job %s of %s expired unprinted", uuid, job.owner)
+        return True
+
+    def sweep(self, now: float | None = None) -> SweepResult:
+        """One retention pass: expire unprinted jobs older than ``expire_seconds``, delete
+        printed documents older than ``keep_printed_seconds``, forget used download nonces
+        that have expired. Idempotent; safe to run in several server processes at once."""
+        now = self._clock() if now is None else now
+        unprinted = (*_RELEASABLE, JobState.RELEASED.value)
+        final = tuple(s.value for s in FINAL_STATES)
+        with self._engine.connect() as conn:
+            old = conn.execute(
+                sa.select(jobs.c.uuid).where(
+                    jobs.c.state.in_(unprinted), jobs.c.created_at < now - self._expire_seconds
+                )
+            ).all()
+            ended = conn.execute(
+                sa.select(jobs.c.uuid)
+                .select_from(jobs.join(document_keys, document_keys.c.job_uuid == jobs.c.uuid))
+                .where(
+                    jobs.c.state.in_(final),
+                    jobs.c.updated_at <= now - self._keep_printed_seconds,
+                )
+            ).all()
+        expired = sum(1 for r in old if self.expire(str(r.uuid)))
+        deleted = sum(1 for r in ended if self._documents.shred(str(r.uuid)))
+        pruned = self._signer.prune(now)
+        if expired or deleted:
+            log.info("retention: %d job(s) expired, %d document(s) deleted", expired, deleted)
+        return SweepResult(expired, deleted, pruned)

@@ -1,5 +1,8 @@
 """The accounting ledger: "Printer Usage" transactions and money conversions.
 
+The job book calls these functions inside its own database transactions; the price lists,
+balances, reconciliation and PaperCut live in ``pullprint.cloud.accounting`` (docs/accounting.md).
+
 Money is stored as integer minor units (``amount_minor``; cents for EUR, whole yen for JPY) and
 shown as a Decimal in currency units; a printer price is stored as integer millionths of a
 currency unit (``price_micro``) so fractional-cent prices stay exact. Floats never appear.
@@ -16,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pullprint.cloud.db import transactions
-from pullprint.model import Transaction, TransactionStatus
+from pullprint.model import Job, Printer, Transaction, TransactionStatus
 
 log = logging.getLogger(__name__)
 
@@ -85,34 +88,40 @@ def open_pending(conn: Connection, job_uuid: str, user: str, currency: str, now:
 
 
 def complete(conn: Connection, job_uuid: str, pages: int, amount_minor: int, now: float) -> bool:
-    """Complete the job's pending transaction with its cost; False if it was not pending."""
-    result = conn.execute(
-        sa.update(transactions)
-        .where(
-            transactions.c.job_uuid == job_uuid,
-            transactions.c.status == TransactionStatus.PENDING.value,
-        )
-        .values(
-            status=TransactionStatus.COMPLETED.value,
-            amount_minor=amount_minor,
-            pages=pages,
-            updated_at=now,
-        )
-    )
-    return result.rowcount == 1
+    """The node reported the job completed: complete its pending transaction with its cost.
+
+    With accounting details (``accounting.usage``, recorded at release) the cost is recomputed
+    from the printer's price list and reconciled count, and the release's hold becomes the charge;
+    on a PaperCut-managed printer the transaction stays pending until PaperCut's print log has
+    the cost. Without details, ``pages`` and ``amount_minor`` are used as given. Returns whether
+    the transaction was completed now (False if it was not pending)."""
+    from pullprint.cloud.accounting import usage
+
+    return usage.settle_completed(conn, job_uuid, pages, amount_minor, now)
 
 
 def cancel(conn: Connection, job_uuid: str, now: float) -> bool:
-    """Cancel the job's pending transaction (amount 0); False if it was not pending."""
-    result = conn.execute(
-        sa.update(transactions)
-        .where(
-            transactions.c.job_uuid == job_uuid,
-            transactions.c.status == TransactionStatus.PENDING.value,
-        )
-        .values(status=TransactionStatus.CANCELED.value, amount_minor=0, updated_at=now)
-    )
-    return result.rowcount == 1
+    """Cancel the job's pending transaction (amount 0) and give back its hold; False if it was
+    not pending. Used for cancel and expiry."""
+    from pullprint.cloud.accounting import usage
+
+    return usage.settle_canceled(conn, job_uuid, now)
+
+
+def reserve(conn: Connection, job: Job, printer: Printer, options: dict[str, str]) -> None:
+    """At release, inside the release's database transaction: price the job, hold its estimated
+    cost on the chosen account, or raise InsufficientCredit (402) so the release rolls back.
+    Removes the accounting-only ``account`` key from ``options``."""
+    from pullprint.cloud.accounting import usage
+
+    usage.reserve(conn, job, printer, options)
+
+
+def release_hold(conn: Connection, job_uuid: str, now: float) -> None:
+    """The print-out failed: give back its hold; the transaction stays pending."""
+    from pullprint.cloud.accounting import usage
+
+    usage.settle_failed(conn, job_uuid, now)
 
 
 def from_row(row: Mapping[Any, Any]) -> Transaction:

@@ -1,8 +1,8 @@
 """Waking long-polls: a waiting ``GET /node/events`` returns within ms of a new event.
 
 :class:`Notifier` is the interface the API uses; :class:`LocalNotifier` implements it in-process
-with one ``asyncio.Condition`` per app (one server process). A PostgreSQL ``LISTEN/NOTIFY``
-implementation can replace it for several processes without touching the API.
+with one ``asyncio.Condition`` per app (one server process); :class:`PgNotifier` adds PostgreSQL
+``LISTEN/NOTIFY`` so a release in one server process wakes the long-polls in every other one.
 
 The protocol, which loses no wake-up: read ``generation(node)``, query the database, and only
 if it had nothing ``await wait(node, generation, timeout)``; a ``notify(node)`` after the
@@ -13,9 +13,15 @@ still ends the wait at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from typing import Protocol
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +125,86 @@ class LocalNotifier:
         except TimeoutError:
             return False
         return not self._closed
+
+
+CHANNEL = "pullprint_events"
+LISTEN_START_SECONDS = 10.0
+
+
+class PgNotifier(LocalNotifier):
+    """Wake-ups across server processes through PostgreSQL ``LISTEN/NOTIFY``.
+
+    ``notify(node)`` wakes this process's waiters at once and sends ``NOTIFY pullprint_events,
+    node`` on the database; one listening connection per process (an async psycopg
+    connection on the app's loop) bumps the node's counter when any process notifies. After
+    the listening connection is (re)made every waiter is woken, since notifications sent while
+    it was down are lost; waiters then query the database again, so nothing is missed.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self._engine = engine
+        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Event | None = None
+        self._epoch = 0  # bumped when the listening connection is (re)made: wakes every node
+
+    async def start(self) -> None:
+        """Bind to the loop and start listening (waits until the LISTEN is in place)."""
+        await super().start()
+        self._ready = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._listen())
+        try:
+            await asyncio.wait_for(self._ready.wait(), LISTEN_START_SECONDS)
+        except TimeoutError:
+            log.error("LISTEN %s did not start within %s s", CHANNEL, LISTEN_START_SECONDS)
+
+    async def stop(self) -> None:
+        """Stop listening, then wake every waiter for good."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await super().stop()
+
+    def notify(self, node: str) -> None:
+        """Wake local waiters, then every process's (NOTIFY after the caller's commit)."""
+        super().notify(node)
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(
+                    sa.text("SELECT pg_notify(:channel, :node)"), {"channel": CHANNEL, "node": node}
+                )
+                conn.commit()
+        except SQLAlchemyError as exc:
+            log.warning("NOTIFY for node %s failed (its long-polls wake on timeout): %s", node, exc)
+
+    def generation(self, node: str) -> int:
+        with self._lock:
+            return self._generations.get(node, 0) + (self._epoch << 40)
+
+    def _bump_all(self) -> None:
+        with self._lock:
+            self._epoch += 1
+        self._schedule()
+
+    async def _listen(self) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    if self._ready is not None:
+                        self._ready.set()
+                    self._bump_all()
+                    delay = 0.1
+                    async for note in conn.notifies():
+                        LocalNotifier.notify(self, note.payload)
+            except psycopg.Error as exc:
+                log.warning("LISTEN %s: connection lost (%s); again in %.1f s", CHANNEL, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -1,5 +1,7 @@
 """Serving the API with uvicorn: ``run(config)`` blocks until SIGTERM or SIGINT.
 
+HTTPS when ``cloud.tls_cert`` and ``cloud.tls_key`` name a PEM certificate (chain) and its key.
+
 The access log is off (it would not log Authorization headers, but request lines carry job
 uuids and user filters that need not be kept). On a stop signal, waiting long-polls are woken
 at once so shutdown takes milliseconds, not ``long_poll_seconds``.
@@ -52,6 +54,9 @@ def run(config: CloudConfig) -> None:
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        ssl_certfile=config.tls_cert or None,
+        ssl_keyfile=config.tls_key or None,
     )
-    log.info("serving the cloud API on http://%s:%d", config.listen_host, config.listen_port)
+    scheme = "https" if config.tls_cert else "http"
+    log.info("serving the cloud API on %s://%s:%d", scheme, config.listen_host, config.listen_port)
     _Server(uv_config, on_exit=cloud.notifier.close_threadsafe).run()

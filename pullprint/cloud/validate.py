@@ -42,6 +42,22 @@ class ReleaseRequest:
     pin: str
     printer: str
     options: dict[str, str]
+    account: str | None = None  # the owner's choice of shared account; None: as delegated
+
+
+# Release changes (the options a user may change at the printer), each with what it may be.
+RELEASE_COPIES_MAX = 999
+RELEASE_SIDES = ("one-sided", "two-sided-long-edge", "two-sided-short-edge")
+RELEASE_COLOR_MODES = ("monochrome", "color", "auto")
+RELEASE_NUMBER_UP = ("1", "2", "4", "6", "9", "16")
+RELEASE_MEDIA_SOURCES = (
+    "auto", "main", "alternate", "manual", "by-pass-tray", "large-capacity", "envelope",
+    *(f"tray-{i}" for i in range(1, 21)),
+)  # fmt: skip
+_MEDIA = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+RELEASE_OPTION_NAMES = (
+    "copies", "sides", "print-color-mode", "number-up", "media-source", "media",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -226,15 +242,84 @@ def printer(data: Any) -> Printer:
     )
 
 
+def release_options(value: Any, key: str = "options") -> dict[str, str]:
+    """Release changes, strictly: copies 1-999, sides, print-color-mode, number-up,
+    media-source (the tray) and media (a PWG media name like iso_a4_210x297mm or a4).
+    Anything else is a 422 naming the option and what it may be."""
+    found = options(value, key)
+    out: dict[str, str] = {}
+    for k, v in found.items():
+        if k == "copies":
+            if not v.isdigit() or len(v) > 3 or not 1 <= int(v) <= RELEASE_COPIES_MAX:
+                raise _bad(f"{key}: copies must be a whole number from 1 to {RELEASE_COPIES_MAX}")
+            out[k] = str(int(v))
+            continue
+        allowed: tuple[str, ...] | None = {
+            "sides": RELEASE_SIDES,
+            "print-color-mode": RELEASE_COLOR_MODES,
+            "number-up": RELEASE_NUMBER_UP,
+            "media-source": RELEASE_MEDIA_SOURCES,
+        }.get(k)
+        if allowed is not None:
+            if v not in allowed:
+                raise _bad(f"{key}: {k} must be one of {', '.join(allowed)}")
+        elif k == "media":
+            if not _MEDIA.fullmatch(v):
+                raise _bad(
+                    f"{key}: media must be a PWG media name (lowercase letters, digits, "
+                    "'_', '.', '-'; at most 64 characters) like iso_a4_210x297mm"
+                )
+        else:
+            raise _bad(
+                f"{key}: {k} cannot be changed at release; allowed: "
+                f"{', '.join(RELEASE_OPTION_NAMES)}"
+            )
+        out[k] = v
+    return out
+
+
+def account(value: Any, key: str = "account") -> str:
+    """An account name: empty (the owner's personal account) or a shared account's name."""
+    if value == "":
+        return ""
+    return name(value, key)
+
+
 def release(data: Any) -> ReleaseRequest:
-    """A release body: user, pin, printer and options."""
+    """A release body: user, pin, printer, options (release changes) and optionally account."""
     obj = body_object(data)
+    raw_options = obj.get("options")
+    chosen = obj.get("account")
+    if isinstance(raw_options, dict) and "account" in raw_options:
+        # The accounting choice may come as an option too; it is not a printer option.
+        raw_options = {k: v for k, v in raw_options.items() if k != "account"}
+        if chosen is None:
+            chosen = obj["options"]["account"]
     return ReleaseRequest(
         user=name(obj.get("user")),
         pin=pin(obj.get("pin")),
         printer=name(obj.get("printer"), "printer"),
-        options=options(obj.get("options")),
+        options=release_options(raw_options),
+        account=None if chosen is None else account(chosen),
     )
+
+
+def names(value: Any, key: str, maximum: int = 1000) -> list[str]:
+    """A list of at most ``maximum`` user names."""
+    if not isinstance(value, list):
+        raise _bad(f"{key} must be a list of names")
+    if len(value) > maximum:
+        raise _bad(f"{key} may hold at most {maximum} names")
+    return [name(v, key) for v in value]
+
+
+def choice(value: Any, key: str, allowed: tuple[str, ...], default: str | None = None) -> str:
+    """One of ``allowed``."""
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str) or value not in allowed:
+        raise _bad(f"{key} must be one of {', '.join(allowed)}")
+    return value
 
 
 def cancel(data: Any) -> CancelRequest:

@@ -4,6 +4,11 @@ Typed methods over ``requests``; every failure is a ``pullprint.errors.CloudErro
 did not answer (connection error, timeout, 5xx) -> CloudUnavailable, it refused -> a CloudRefused
 child chosen by status, with the server's ``detail`` as message. Documents are streamed both
 ways, never held whole in memory. The token is never logged.
+
+Documents are downloaded through signed, single-use URLs: :meth:`CloudClient.claim` keeps the
+``download_url`` of its answer for :meth:`CloudClient.download`, which asks for a fresh one
+(``POST /jobs/{uuid}/download-url``) when it has none or the kept one is refused. HTTPS servers
+are verified against ``verify`` (a CA bundle path, or True for the system's CAs).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import requests
@@ -29,7 +34,7 @@ from pullprint.errors import (
     NotFound,
     Unauthorized,
 )
-from pullprint.model import Job, JobState, JobSubmission, NodeEvent, Printer
+from pullprint.model import Job, JobState, JobSubmission, NodeEvent, Printer, StorageKind
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,8 @@ class CloudClient:
     """A session with the cloud at ``base_url`` using one bearer ``token``.
 
     ``session`` is injected or made here; only a session made here is closed by :meth:`close`.
+    ``verify``: how an HTTPS server's certificate is checked: a CA bundle path (the cloud's own
+    CA), or True for the system's CAs. Never False in production.
     """
 
     def __init__(
@@ -57,12 +64,16 @@ class CloudClient:
         token: str,
         session: requests.Session | None = None,
         timeout: float = 10.0,
+        verify: bool | str = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.verify = verify
         self._token = token
         self._own_session = session is None
         self.session = session if session is not None else requests.Session()
+        self._download_urls: dict[str, str] = {}  # job uuid -> signed URL from its claim
+        self._on_node: set[str] = set()  # jobs whose document stays on the node
 
     def __repr__(self) -> str:
         return f"CloudClient({self.base_url!r})"
@@ -72,7 +83,7 @@ class CloudClient:
         if self._own_session:
             self.session.close()
 
-    def __enter__(self) -> CloudClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -99,13 +110,17 @@ class CloudClient:
         timeout: float | tuple[float, float] | None = None,
         stream: bool = False,
         headers: dict[str, str] | None = None,
+        server_path: bool = False,
     ) -> requests.Response:
         all_headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         all_headers.update(headers or {})
+        url = f"{self.base_url}{path}" if server_path else self._url(path)
+        path = path.split("?", 1)[0]  # a signed URL's query is a credential: never in messages
         try:
             response = self.session.request(
                 method,
-                self._url(path),
+                url,
+                verify=self.verify,
                 json=json_body,
                 data=data,
                 params=params,
@@ -114,7 +129,10 @@ class CloudClient:
                 stream=stream,
             )
         except requests.RequestException as exc:
-            raise CloudUnavailable(f"{method} {path}: the cloud did not answer: {exc}") from exc
+            detail = str(exc)
+            if "?" in url:
+                detail = detail.replace(url.split("?", 1)[1], "...")
+            raise CloudUnavailable(f"{method} {path}: the cloud did not answer: {detail}") from exc
         if response.status_code >= 400:
             try:
                 _raise_for(method, path, response)
@@ -154,11 +172,22 @@ class CloudClient:
         return [Printer.from_json(p) for p in data["printers"]]
 
     def register(self, submission: JobSubmission) -> Job:
-        """Register a job (node), held with a pending transaction; idempotent per uuid."""
-        return Job.from_json(self._json("POST", "/jobs", json_body=submission.to_json()))
+        """Register a job (node), held with a pending transaction; idempotent per uuid.
+
+        If the cloud keeps the job's document on the node (``job.storage`` is node), a later
+        :meth:`upload_document` of this client for it sends nothing."""
+        job = Job.from_json(self._json("POST", "/jobs", json_body=submission.to_json()))
+        if job.storage is StorageKind.NODE:
+            self._on_node.add(job.uuid)
+        return job
 
     def upload_document(self, uuid: str, path: Path) -> None:
-        """Stream the file at ``path`` as the job's document (node); idempotent after success."""
+        """Stream the file at ``path`` as the job's document (node); idempotent after success.
+
+        Sends nothing for a job registered here whose document stays on the node."""
+        if uuid in self._on_node:
+            log.info("job %s keeps its document on this node; nothing uploaded", uuid)
+            return
         with path.open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             response = self._request(
@@ -193,9 +222,19 @@ class CloudClient:
         pin: str,
         printer: str,
         options: dict[str, str] | None = None,
+        account: str | None = None,
     ) -> Job:
-        """Release a held job to ``printer`` for ``user`` with their PIN (admin)."""
-        body = {"user": user, "pin": pin, "printer": printer, "options": dict(options or {})}
+        """Release a held job to ``printer`` for ``user`` (its owner or a delegate) with their
+        PIN (admin). ``options``: release changes; ``account``: the owner's choice of shared
+        account (a delegate's release is charged as the delegation says)."""
+        body: dict[str, Any] = {
+            "user": user,
+            "pin": pin,
+            "printer": printer,
+            "options": dict(options or {}),
+        }
+        if account is not None:
+            body["account"] = account
         return Job.from_json(self._json("POST", f"/jobs/{_q(uuid)}/release", json_body=body))
 
     def operator_release(self, uuid: str, printer: str, operator: str) -> Job:
@@ -224,14 +263,39 @@ class CloudClient:
         return found, int(data["cursor"])
 
     def claim(self, uuid: str) -> Job:
-        """Claim a job released to one of this node's printers; Conflict if not (any more)."""
-        return Job.from_json(self._json("POST", f"/jobs/{_q(uuid)}/claim", json_body={}))
+        """Claim a job released to one of this node's printers; Conflict if not (any more).
 
-    def download(self, uuid: str, dest: Path) -> int:
+        The answer's signed ``download_url`` is kept for :meth:`download`."""
+        job = Job.from_json(self._json("POST", f"/jobs/{_q(uuid)}/claim", json_body={}))
+        if job.download_url:
+            self._download_urls[uuid] = job.download_url
+        return job
+
+    def download_url(self, uuid: str) -> str:
+        """A fresh signed, single-use URL (path and query) for the claimed job's document."""
+        data = self._json("POST", f"/jobs/{_q(uuid)}/download-url", json_body={})
+        return str(data["download_url"])
+
+    def download(self, uuid: str, dest: Path, url: str | None = None) -> int:
         """Stream the claimed job's document to ``dest`` (temp file in the same folder, then
-        renamed over ``dest``); returns the number of bytes. ``dest`` is untouched on failure."""
-        path = f"/jobs/{_q(uuid)}/document"
-        response = self._request("GET", path, stream=True)
+        renamed over ``dest``); returns the number of bytes. ``dest`` is untouched on failure.
+
+        Uses ``url``, else the URL kept from the claim, else a fresh one; a kept URL that is
+        refused (expired, used) is replaced by a fresh one once."""
+        kept = url or self._download_urls.pop(uuid, None)
+        if kept is None:
+            return self._download(self.download_url(uuid), dest)
+        try:
+            return self._download(kept, dest)
+        except Forbidden:
+            if url is not None:
+                raise
+            log.info("job %s: the kept download URL was refused; asking for a fresh one", uuid)
+            return self._download(self.download_url(uuid), dest)
+
+    def _download(self, url: str, dest: Path) -> int:
+        path = url.split("?", 1)[0]
+        response = self._request("GET", url, stream=True, server_path=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         tmp = Path(tmp_name)
         total = 0
@@ -294,3 +358,58 @@ def _raise_for(method: str, path: str, response: requests.Response) -> None:
         raise CloudUnavailable(f"{method} {path}: the cloud failed (HTTP {status}): {detail}")
     cls = _REFUSALS.get(status, CloudRefused)
     raise cls(status, detail)
+
+
+class AdminClient(CloudClient):
+    """Admin-only calls for release modes, authentication at printers, groups, delegation and
+    retention (the admin token)."""
+
+    def set_release_mode(
+        self,
+        scope: str,
+        name: str,
+        mode: str,
+        printer: str | None = None,
+        direct_seconds: int | None = None,
+    ) -> dict[str, Any]:
+        """Set the release mode of a queue (``scope="queue"``) or printer (``"printer"``)."""
+        body: dict[str, Any] = {"mode": mode}
+        if printer is not None:
+            body["printer"] = printer
+        if direct_seconds is not None:
+            body["direct_seconds"] = direct_seconds
+        where = "queues" if scope == "queue" else "printers"
+        result: dict[str, Any] = self._json(
+            "PUT", f"/{where}/{_q(name)}/release-mode", json_body=body
+        )
+        return result
+
+    def authenticate(
+        self, printer: str, user: str, pin: str, release_all: bool = False
+    ) -> tuple[list[Job], list[Job]]:
+        """A user authenticates at ``printer``: returns (released jobs, jobs still held).
+        ``release_all``: release every held job of the user (fast release)."""
+        action = "release-all" if release_all else "authenticate"
+        data = self._json(
+            "POST", f"/printers/{_q(printer)}/{action}", json_body={"user": user, "pin": pin}
+        )
+        return (
+            [Job.from_json(j) for j in data["released"]],
+            [Job.from_json(j) for j in data["held"]],
+        )
+
+    def put_group(self, name: str, members: list[str]) -> list[str]:
+        """Create a group or replace its members; returns them sorted."""
+        data = self._json("PUT", f"/groups/{_q(name)}", json_body={"members": members})
+        return [str(m) for m in data["members"]]
+
+    def delegate(self, owner: str, kind: str, delegate: str, account: str = "") -> None:
+        """``owner`` lets a user or group (``kind``) release their jobs, charged to ``account``
+        (empty: the owner's personal account)."""
+        body = {"kind": kind, "delegate": delegate, "account": account}
+        self._json("PUT", f"/users/{_q(owner)}/delegations", json_body=body)
+
+    def run_retention(self) -> dict[str, int]:
+        """Run the retention sweep now; returns what it did."""
+        data = self._json("POST", "/admin/retention/run", json_body={})
+        return {str(k): int(v) for k, v in data.items()}

@@ -3,7 +3,10 @@
 ``CloudServer(tmp)`` writes a TOML configuration with random tokens, starts
 ``python -m pullprint.cloud --config PATH`` and waits for ``/api/v1/health``. ``stop()`` and
 ``start()`` again keep the port, the SQLite database and the stored documents, so a test can take
-the cloud down and bring it back.
+the cloud down and bring it back. ``database_url`` (e.g. from ``peers.postgres``) replaces the
+SQLite file; ``sibling(folder)`` is a second server process on the same database, documents and
+tokens (several processes behind one name); with ``tls_cert``/``tls_key`` it serves HTTPS and
+``ca`` is the bundle its clients verify against.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import IO
 
 import requests
 
-from pullprint.cloudsync.client import CloudClient
+from pullprint.cloudsync.client import AdminClient, CloudClient
 from pullprint.config import CloudConfig, Config, NodeConfig, dump
 from pullprint.peers.ports import free_port
 
@@ -41,14 +44,20 @@ class CloudServer:
         folder: Path,
         node_names: tuple[str, ...] = ("node1",),
         start_timeout: float = 30.0,
+        ca: str | None = None,
         **overrides: object,
     ) -> None:
         self.folder = folder
         self.start_timeout = start_timeout
+        self.ca = ca
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.admin_token = secrets.token_urlsafe(24)
-        self.node_tokens = {name: secrets.token_urlsafe(24) for name in node_names}
+        self.admin_token = str(overrides.pop("admin_token", "") or secrets.token_urlsafe(24))
+        given_tokens = overrides.pop("node_tokens", None)
+        if isinstance(given_tokens, dict):
+            self.node_tokens = {str(k): str(v) for k, v in given_tokens.items()}
+        else:
+            self.node_tokens = {name: secrets.token_urlsafe(24) for name in node_names}
         base = CloudConfig(
             listen_host="127.0.0.1",
             listen_port=self.port,
@@ -73,7 +82,23 @@ class CloudServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.listen_host}:{self.config.listen_port}"
+        scheme = "https" if self.config.tls_cert else "http"
+        return f"{scheme}://{self.config.listen_host}:{self.config.listen_port}"
+
+    @property
+    def verify(self) -> bool | str:
+        """What clients verify the server's certificate against."""
+        return self.ca if self.ca else True
+
+    def sibling(self, folder: Path) -> CloudServer:
+        """Another server process (own port, config and log under ``folder``) on the same
+        database, documents, tokens and settings: for tests of several processes."""
+        overrides = {
+            k: getattr(self.config, k)
+            for k in self.config.__dataclass_fields__
+            if k not in ("listen_host", "listen_port")
+        }
+        return CloudServer(folder, start_timeout=self.start_timeout, ca=self.ca, **overrides)
 
     @property
     def storage_dir(self) -> Path:
@@ -102,7 +127,8 @@ class CloudServer:
                 self._close_log()
                 raise RuntimeError(f"the cloud exited with {code} at start:\n{self.log_tail()}")
             try:
-                ok = requests.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
+                health = requests.get(f"{self.url}/api/v1/health", timeout=1, verify=self.verify)
+                ok = health.status_code == 200
             except requests.RequestException:
                 ok = False
             if ok:
@@ -141,13 +167,13 @@ class CloudServer:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def admin_client(self) -> CloudClient:
+    def admin_client(self) -> AdminClient:
         """A client with the admin token (the caller closes it)."""
-        return CloudClient(self.url, self.admin_token)
+        return AdminClient(self.url, self.admin_token, verify=self.verify)
 
     def node_client(self, name: str = "node1") -> CloudClient:
         """A client with the token of node ``name`` (the caller closes it)."""
-        return CloudClient(self.url, self.node_tokens[name])
+        return CloudClient(self.url, self.node_tokens[name], verify=self.verify)
 
     def __enter__(self) -> CloudServer:
         return self.start()

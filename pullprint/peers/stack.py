@@ -5,13 +5,16 @@ own process. Used by ``make demo``, the end-to-end tests and the benchmarks."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from pullprint import config as configmod
 from pullprint.cloudsync.client import CloudClient
@@ -28,9 +31,12 @@ NODE = "node1"
 class NodeProcess:
     """``pullprint node`` as a child process."""
 
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(
+        self, config_path: Path, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.config_path = config_path
         self.log_path = log_path
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> NodeProcess:
@@ -39,8 +45,15 @@ class NodeProcess:
                 [sys.executable, "-m", "pullprint", "--config", str(self.config_path), "node"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                env=None if self.env is None else {**os.environ, **self.env},
             )
         return self
+
+    def kill(self) -> None:
+        """SIGKILL (a crash); idempotent."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -64,13 +77,16 @@ class Stack:
         printers: int = 1,
         price: Decimal = Decimal("0.05"),
         start_node: bool = True,
+        node_options: dict[str, Any] | None = None,
     ) -> None:
+        """``node_options``: NodeConfig keys to set (release_printer, retry_window_seconds...)."""
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.users = users if users is not None else {"alice": "1234", "bob": "5678"}
         self.n_printers = printers
         self.price = price
         self.start_node = start_node
+        self.node_options = dict(node_options or {})
         self.cloud = CloudServer(self.root / "cloud")
         self.printers: list[IppEvePrinter] = []
         self.cups: PrivateCups | None = None
@@ -99,6 +115,7 @@ class Stack:
                 poll_timeout=20.0,
                 register_timeout=3.0,
                 outbox_retry_seconds=0.5,
+                **self.node_options,
             ),
         )
         self.config_path.write_text(configmod.dump(config))
@@ -114,9 +131,17 @@ class Stack:
             self.start_node_process()
         return self
 
-    def start_node_process(self) -> NodeProcess:
-        self.node = NodeProcess(self.config_path, self.root / "node.log").start()
+    def start_node_process(self, env: dict[str, str] | None = None) -> NodeProcess:
+        """Start ``pullprint node`` (``env``: extra variables, e.g. PULLPRINT_FAULT)."""
+        self.node = NodeProcess(self.config_path, self.root / "node.log", env).start()
         return self.node
+
+    def write_config(self, **node_options: Any) -> None:
+        """Rewrite the configuration with more NodeConfig keys (read by the next node start)."""
+        current = configmod.load(self.config_path)
+        self.node_options.update(node_options)
+        node = replace(current.node, **node_options)
+        self.config_path.write_text(configmod.dump(replace(current, node=node)))
 
     def admin(self) -> CloudClient:
         return CloudClient(self.cloud.url, self.cloud.admin_token)

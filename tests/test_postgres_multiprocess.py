@@ -1,0 +1,163 @@
+"""Several server processes on one PostgreSQL database: a release on one process wakes a
+long-poll waiting on another within 100 ms (LISTEN/NOTIFY), claims race across processes with one
+winner (SELECT ... FOR UPDATE SKIP LOCKED), and a node's event cursor never skips an event
+although transactions commit out of id order (per-node advisory lock)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from pullprint.cloud import db, events
+from pullprint.errors import Conflict
+from pullprint.model import EventKind, JobState
+from pullprint.peers.cloud import CloudServer
+from tests.test_cloud_api import PINS, Poll, cursor_now, database_url, held_job, start_cloud
+
+log = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CloudServer, CloudServer]]:
+    first = start_cloud(tmp_path_factory.mktemp("pg-a"), "postgresql")
+    second = first.sibling(tmp_path_factory.mktemp("pg-b"))
+    try:
+        second.start()
+        yield first, second
+    finally:
+        second.stop()
+        first.stop()
+
+
+def test_release_on_one_process_wakes_a_poll_on_the_other(
+    pair: tuple[CloudServer, CloudServer], tmp_path: Path
+) -> None:
+    a, b = pair
+    lags = []
+    with (
+        a.node_client("node1") as poller,
+        b.node_client("node2") as origin,
+        b.admin_client() as admin,
+    ):
+        for _ in range(5):
+            job, _ = held_job(origin, tmp_path)
+            poll = Poll(poller, cursor_now(poller))
+            poll.start()
+            time.sleep(0.3)  # the poll waits in process a
+            admin.release(job.uuid, "alice", PINS["alice"], "printer1")  # process b
+            answered = time.monotonic()
+            poll.join(10)
+            assert [e.job_uuid for e in poll.events] == [job.uuid]
+            assert poll.events[0].kind is EventKind.RELEASED
+            lags.append(poll.returned_at - answered)
+    log.warning("cross-process wake-up lags (ms): %s", [round(x * 1000, 1) for x in lags])
+    assert max(lags) < 0.1
+
+
+def test_claims_across_processes_have_one_winner(
+    pair: tuple[CloudServer, CloudServer], tmp_path: Path
+) -> None:
+    a, b = pair
+    with a.node_client("node1") as node, a.admin_client() as admin:
+        jobs = [held_job(node, tmp_path, origin="node1")[0] for _ in range(4)]
+        for job in jobs:
+            admin.release(job.uuid, "alice", PINS["alice"], "printer1")
+
+    def claim(args: tuple[int, str]) -> str:
+        i, uuid = args
+        server = (a, b)[i % 2]
+        with server.node_client("node1") as client:
+            try:
+                client.claim(uuid)
+            except Conflict:
+                return "conflict"
+        return "ok"
+
+    with ThreadPoolExecutor(8) as pool:
+        for job in jobs:
+            results = list(pool.map(claim, [(i, job.uuid) for i in range(8)]))
+            assert sorted(results) == ["conflict"] * 7 + ["ok"]
+    with a.admin_client() as admin:
+        assert all(admin.get_job(j.uuid).state is JobState.CLAIMED for j in jobs)
+
+
+def test_event_cursor_misses_nothing_under_concurrent_commits(
+    pair: tuple[CloudServer, CloudServer], tmp_path: Path
+) -> None:
+    """40 cancels for node2's jobs from 8 threads on both processes while node2 follows its
+    stream with a cursor: every event arrives exactly once, in id order."""
+    a, b = pair
+    with a.node_client("node2") as origin:
+        jobs = [held_job(origin, tmp_path)[0].uuid for _ in range(40)]
+        cursor = cursor_now(origin)
+    seen: list[tuple[int, str]] = []
+    done = threading.Event()
+
+    def follow() -> None:
+        nonlocal cursor
+        with b.node_client("node2") as node:
+            while True:
+                found, cursor = node.events(cursor, 0.5)
+                seen.extend((e.id, e.job_uuid) for e in found)
+                if done.is_set() and not found:
+                    return
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+
+    def cancel(args: tuple[int, str]) -> None:
+        i, uuid = args
+        with (a, b)[i % 2].admin_client() as admin:
+            admin.cancel(uuid, reason="load")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(cancel, enumerate(jobs)))
+    done.set()
+    follower.join(30)
+    ids = [i for i, _ in seen]
+    assert ids == sorted(ids) and len(ids) == len(set(ids))
+    assert sorted(u for _, u in seen) == sorted(jobs)
+
+
+def test_a_later_event_waits_for_an_earlier_uncommitted_one(tmp_path: Path) -> None:
+    """Deterministic form of the cursor rule: while a transaction holding node X's event is
+    open, another transaction adding an event for X waits, so the later id commits later and
+    a reader never sees a gap it would skip."""
+    engine = db.make_engine(database_url("postgresql", tmp_path))
+    try:
+        db.upgrade(engine)
+        first = engine.connect()
+        tx = first.begin()
+        events.append_job_state(first, EventKind.CANCELED, "nodeX", "a", 1, "", JobState.CANCELED)
+        finished = threading.Event()
+
+        def second() -> None:
+            with engine.begin() as conn:
+                events.append_job_state(
+                    conn, EventKind.CANCELED, "nodeX", "b", 2, "", JobState.CANCELED
+                )
+            finished.set()
+
+        other = threading.Thread(target=second)
+        other.start()
+        assert not finished.wait(0.5)  # blocked behind the open transaction
+        assert events.after(engine, "nodeX", 0) == []  # nothing visible, no gap either
+        # Another node's events do not wait.
+        with engine.begin() as conn:
+            events.append_job_state(
+                conn, EventKind.CANCELED, "nodeY", "c", 3, "", JobState.CANCELED
+            )
+        tx.commit()
+        first.close()
+        other.join(10)
+        assert finished.is_set()
+        seen = events.after(engine, "nodeX", 0)
+        assert [e.job_uuid for e in seen] == ["a", "b"] and seen[0].id < seen[1].id
+    finally:
+        engine.dispose()
