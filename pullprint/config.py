@@ -42,6 +42,12 @@ class CloudConfig:
     retention_sweep_seconds: float = 60.0  # how often the server runs the retention sweep
     tls_cert: str = ""  # PEM certificate (chain) file: serve HTTPS when set with tls_key
     tls_key: str = ""  # PEM private key file
+    # Identity (issue 3).
+    session_seconds: int = 8 * 3600  # a signed-in user's session lasts this long
+    terminal_session_seconds: int = 120  # a session at a terminal (the kiosk's auto sign-out)
+    card_registration: str = "approve"  # self-registered cards: "auto", "approve" (admin), "off"
+    lockout_failures: int = 5  # wrong PINs, cards or passwords in a row before a lockout
+    lockout_seconds: int = 15 * 60  # how long the user's PIN/card/password login stays locked
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,51 @@ class NodeConfig:
 
 
 @dataclass(frozen=True)
+class DirectoryConfig:
+    """Users and groups synced from an LDAP directory (``pullprint.identity.directory``)."""
+
+    url: str = ""  # ldap://host[:port] or ldaps://host[:port]; empty: no directory sync
+    bind_dn: str = ""  # empty: anonymous bind
+    bind_password: str = ""  # never logged
+    base_dn: str = ""  # where users are searched (subtree)
+    user_filter: str = "(objectClass=inetOrgPerson)"
+    group_base: str = ""  # where groups are searched; empty: base_dn
+    group_filter: str = "(|(objectClass=groupOfNames)(objectClass=posixGroup))"
+    name_attribute: str = "uid"  # the pullprint user name
+    display_name_attribute: str = "cn"
+    email_attribute: str = "mail"
+    card_attribute: str = ""  # card numbers (hex or decimal, one a value); empty: none
+    pin_attribute: str = ""  # a PIN (4 to 8 digits); empty: none
+    group_name_attribute: str = "cn"
+    member_attributes: tuple[str, ...] = ("member", "uniqueMember", "memberUid")
+    start_tls: bool = False
+    timeout_seconds: float = 10.0
+    page_size: int = 500  # paged search (RFC 2696) page size
+    sync_seconds: int = 3600  # scheduled sync every this many seconds; 0: on demand only
+
+
+@dataclass(frozen=True)
+class OidcConfig:
+    """Single sign-on: OpenID Connect, authorization code + PKCE (``pullprint.identity.oidc``)."""
+
+    issuer: str = ""  # e.g. https://idp.example/realms/x; empty: single sign-on off
+    client_id: str = ""
+    client_secret: str = ""  # never logged
+    redirect_uri: str = ""  # https://pullprint.example/api/v1/sso/callback
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    username_claim: str = "preferred_username"
+    groups_claim: str = ""  # a claim listing the user's groups; empty: groups not taken
+    login_seconds: int = 600  # a started login must finish within this long
+    leeway_seconds: int = 60  # clock skew allowed on exp/iat
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     cloud: CloudConfig = field(default_factory=CloudConfig)
     node: NodeConfig = field(default_factory=NodeConfig)
+    directory: DirectoryConfig = field(default_factory=DirectoryConfig)
+    oidc: OidcConfig = field(default_factory=OidcConfig)
     path: Path | None = None
 
 
@@ -137,14 +185,65 @@ def _section(cls: type[Any], section: str, data: Any) -> Any:
 
 def parse(data: dict[str, Any], path: Path | None = None) -> Config:
     """Build a checked Config from parsed TOML (pure; raises ConfigError naming the key)."""
-    unknown = sorted(set(data) - {"cloud", "node"})
+    unknown = sorted(set(data) - {"cloud", "node", "directory", "oidc"})
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section")
     return Config(
         cloud=_section(CloudConfig, "cloud", data.get("cloud")),
         node=_section(NodeConfig, "node", data.get("node")),
+        directory=check_directory(_section(DirectoryConfig, "directory", data.get("directory"))),
+        oidc=check_oidc(_section(OidcConfig, "oidc", data.get("oidc"))),
         path=path,
     )
+
+
+def check_directory(cfg: DirectoryConfig) -> DirectoryConfig:
+    """``cfg`` if its values fit together (an empty url turns the sync off); else ConfigError
+    naming the key."""
+    if not cfg.url:
+        return cfg
+    scheme = cfg.url.partition("://")[0].lower()
+    if scheme not in ("ldap", "ldaps") or "://" not in cfg.url:
+        raise ConfigError(
+            f"directory.url: expected ldap://HOST[:PORT] or ldaps://..., got {cfg.url!r}"
+        )
+    if not cfg.base_dn:
+        raise ConfigError("directory.base_dn: needed when directory.url is set")
+    if cfg.bind_password and not cfg.bind_dn:
+        raise ConfigError("directory.bind_dn: needed when directory.bind_password is set")
+    for key in ("user_filter", "group_filter"):
+        value = getattr(cfg, key)
+        if not (value.startswith("(") and value.endswith(")")):
+            raise ConfigError(f"directory.{key}: an LDAP filter in parentheses, got {value!r}")
+    if not cfg.name_attribute:
+        raise ConfigError("directory.name_attribute: must not be empty")
+    if cfg.page_size < 1:
+        raise ConfigError("directory.page_size: must be at least 1")
+    return cfg
+
+
+def check_oidc(cfg: OidcConfig) -> OidcConfig:
+    """``cfg`` if its values fit together (an empty issuer turns single sign-on off); else
+    ConfigError naming the key. The issuer must be https (plain http only on loopback)."""
+    if not cfg.issuer:
+        return cfg
+    for key in ("issuer", "redirect_uri"):
+        value = getattr(cfg, key)
+        scheme, _, rest = value.partition("://")
+        host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+        host = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+        loopback = host in ("localhost", "[::1]") or host.startswith("127.")
+        if scheme != "https" and not (scheme == "http" and loopback):
+            raise ConfigError(f"oidc.{key}: expected an https:// URL, got {value!r}")
+    if not cfg.client_id:
+        raise ConfigError("oidc.client_id: needed when oidc.issuer is set")
+    if "openid" not in cfg.scopes:
+        raise ConfigError("oidc.scopes: must include openid")
+    if not cfg.username_claim:
+        raise ConfigError("oidc.username_claim: must not be empty")
+    if cfg.login_seconds < 1:
+        raise ConfigError("oidc.login_seconds: must be at least 1")
+    return cfg
 
 
 def load(path: str | Path | None = None) -> Config:
@@ -172,7 +271,7 @@ def load(path: str | Path | None = None) -> Config:
 def dump(config: Config) -> str:
     """Render a Config as TOML (for generated test and demo configurations)."""
     out: list[str] = []
-    for section in ("cloud", "node"):
+    for section in ("cloud", "node", "directory", "oidc"):
         obj = getattr(config, section)
         out.append(f"[{section}]")
         for key in obj.__dataclass_fields__:
