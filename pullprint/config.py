@@ -115,6 +115,7 @@ class OidcConfig:
     scopes: tuple[str, ...] = ("openid", "profile", "email")
     username_claim: str = "preferred_username"
     groups_claim: str = ""  # a claim listing the user's groups; empty: groups not taken
+    link_sources: tuple[str, ...] = ("ldap",)  # existing users (other than "oidc") SSO may sign in
     login_seconds: int = 600  # a started login must finish within this long
     leeway_seconds: int = 60  # clock skew allowed on exp/iat
     timeout_seconds: float = 10.0
