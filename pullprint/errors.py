@@ -37,6 +37,10 @@ class Forbidden(CloudRefused):
     """403: e.g. a wrong PIN, or not the owner."""
 
 
+class WrongSecret(Forbidden):
+    """403: a wrong PIN, password or card (counts towards the user's lockout)."""
+
+
 class NotFound(CloudRefused):
     """404: no such job, user or printer."""
 

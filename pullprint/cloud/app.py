@@ -9,24 +9,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pullprint.cloud import db, events, schemas, signing, validate
+from pullprint.cloud import db, events, schemas, signing, users_api, validate
 from pullprint.cloud.accounting import api as accounting_api
-from pullprint.cloud.auth import Principal, Role, TokenAuth, require
+from pullprint.cloud.auth import Principal, Role, TokenAuth
+from pullprint.cloud.context import (
+    Cloud,
+    admin,
+    admin_or_node,
+    admin_or_terminal,
+    anyone,
+    cloud_of,
+    node,
+    person,
+    read_json,
+    self_or_admin,
+)
 from pullprint.cloud.documents import Documents
 from pullprint.cloud.groups import DelegateKind, Delegation, Delegations, Groups
 from pullprint.cloud.jobs import Download, JobBook
@@ -34,34 +44,19 @@ from pullprint.cloud.limits import BodyLimit
 from pullprint.cloud.notify import LocalNotifier, Notifier, PgNotifier
 from pullprint.cloud.policies import DEFAULT_DIRECT_SECONDS, ReleasePolicies, ReleasePolicy, Scope
 from pullprint.cloud.printers import PrinterRegistry
+from pullprint.cloud.sessions import SESSION_PREFIX, TERMINAL_PREFIX, SessionBook, TerminalBook
 from pullprint.cloud.signing import UrlSigner
 from pullprint.cloud.storage import CHUNK, discard
-from pullprint.cloud.users import UserDirectory
+from pullprint.cloud.users import UserDirectory, UserRole
 from pullprint.config import CloudConfig, ConfigError
-from pullprint.errors import CloudRefused, DocumentError, InvalidRequest, NotFound
+from pullprint.errors import CloudRefused, DocumentError, Forbidden, InvalidRequest, NotFound
+from pullprint.identity.lockout import Lockout, LockoutPolicy, check_lockout, counted
 from pullprint.model import ReleaseMode, StorageKind
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
-
-
-@dataclass(frozen=True)
-class Cloud:
-    """Everything the handlers use, built once per app."""
-
-    config: CloudConfig
-    engine: Engine
-    auth: TokenAuth
-    users: UserDirectory
-    printers: PrinterRegistry
-    jobs: JobBook
-    documents: Documents
-    notifier: Notifier
-    policies: ReleasePolicies
-    groups: Groups
-    delegations: Delegations
-    signer: UrlSigner
+CARD_REGISTRATION = ("auto", "approve", "off")
 
 
 def check_config(config: CloudConfig) -> StorageKind:
@@ -77,6 +72,14 @@ def check_config(config: CloudConfig) -> StorageKind:
         raise ConfigError("cloud.download_url_seconds: must be at least 1")
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ConfigError("cloud.tls_cert and cloud.tls_key: give both or neither")
+    if config.card_registration not in CARD_REGISTRATION:
+        raise ConfigError(
+            f"cloud.card_registration: expected one of {', '.join(CARD_REGISTRATION)}, "
+            f"got {config.card_registration!r}"
+        )
+    for key in ("session_seconds", "terminal_session_seconds", "lockout_failures"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"cloud.{key}: must be at least 1")
     return storage
 
 
@@ -96,7 +99,9 @@ def create_app(
     documents = Documents(engine, config.storage_dir, clock)
     if notifier is None:
         notifier = PgNotifier(engine) if engine.dialect.name == "postgresql" else LocalNotifier()
-    users = UserDirectory(engine)
+    users = UserDirectory(engine, clock=clock)
+    sessions = SessionBook(engine, config.session_seconds, config.terminal_session_seconds, clock)
+    terminals = TerminalBook(engine, clock)
     signer = UrlSigner(
         engine,
         signing.load_key(engine, config.download_signing_key),
@@ -107,7 +112,14 @@ def create_app(
     cloud = Cloud(
         config=config,
         engine=engine,
-        auth=TokenAuth(config.admin_token, config.node_tokens),
+        auth=TokenAuth(
+            config.admin_token,
+            config.node_tokens,
+            {
+                SESSION_PREFIX: partial(_session_principal, sessions, terminals, users),
+                TERMINAL_PREFIX: partial(_terminal_principal, terminals),
+            },
+        ),
         users=users,
         printers=PrinterRegistry(engine),
         jobs=JobBook(
@@ -128,6 +140,14 @@ def create_app(
         groups=Groups(engine, clock),
         delegations=Delegations(engine, clock),
         signer=signer,
+        sessions=sessions,
+        terminals=terminals,
+        lockout=Lockout(
+            LockoutPolicy(
+                max_failures=config.lockout_failures, lock_seconds=config.lockout_seconds
+            ),
+            clock,
+        ),
     )
     if not config.admin_token:
         log.warning("cloud.admin_token is empty: admin endpoints are disabled")
@@ -162,7 +182,46 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(router, prefix=PREFIX)
     app.include_router(accounting_api.router, prefix=PREFIX)  # accounting (docs/accounting.md)
+    app.include_router(users_api.router, prefix=PREFIX)  # sessions, accounts, terminals
     return app
+
+
+_SESSION_ROLES = {UserRole.USER: Role.USER, UserRole.OPERATOR: Role.OPERATOR}
+
+
+def _session_principal(
+    sessions: SessionBook, terminals: TerminalBook, users: UserDirectory, token: str
+) -> Principal | None:
+    """The signed-in user of a session token, with the role they have now (a disabled user has
+    none). At a terminal the session is bound to the terminal's printer and an admin acts as an
+    operator there."""
+    session = sessions.resolve(token)
+    if session is None:
+        return None
+    role = users.role_of(session.user)
+    if role is None:
+        return None
+    printer = ""
+    if session.terminal:
+        bound = terminals.find(session.terminal)
+        if bound is None:
+            return None
+        printer = bound.printer
+        if role is UserRole.ADMIN:
+            role = UserRole.OPERATOR
+    return Principal(
+        _SESSION_ROLES.get(role, Role.ADMIN),
+        user=session.user,
+        terminal=session.terminal,
+        printer=printer,
+    )
+
+
+def _terminal_principal(terminals: TerminalBook, token: str) -> Principal | None:
+    terminal = terminals.resolve(token)
+    if terminal is None:
+        return None
+    return Principal(Role.TERMINAL, terminal=terminal.name, printer=terminal.printer)
 
 
 async def _sweep_forever(cloud: Cloud) -> None:
@@ -171,6 +230,7 @@ async def _sweep_forever(cloud: Cloud) -> None:
     while True:
         try:
             await run_in_threadpool(cloud.jobs.sweep)
+            await run_in_threadpool(cloud.sessions.sweep)
         except Exception:  # keep sweeping: the next pass retries
             log.exception("the retention sweep failed")
         await asyncio.sleep(cloud.config.retention_sweep_seconds)
@@ -204,38 +264,6 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
 # -- dependencies ------------------------------------------------------------------------------
 
 
-def _cloud(request: Request) -> Cloud:
-    cloud = request.app.state.cloud
-    assert isinstance(cloud, Cloud)
-    return cloud
-
-
-def _principal(request: Request) -> Principal:
-    return _cloud(request).auth.authenticate(request.headers.get("authorization"))
-
-
-def _admin(principal: Principal = Depends(_principal)) -> Principal:
-    return require(principal, Role.ADMIN)
-
-
-def _node(principal: Principal = Depends(_principal)) -> Principal:
-    return require(principal, Role.NODE)
-
-
-def _admin_or_node(principal: Principal = Depends(_principal)) -> Principal:
-    return require(principal, Role.ADMIN, Role.NODE)
-
-
-async def _json(request: Request) -> Any:
-    body = await request.body()
-    if not body.strip():
-        return {}
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest(400, f"the request body is not valid JSON: {exc}") from exc
-
-
 router = APIRouter()
 
 
@@ -253,11 +281,26 @@ async def health() -> dict[str, str]:
     openapi_extra=schemas.request_body(schemas.UserIn),
     responses=schemas.answers(schemas.UserOut, 201),
 )
-async def add_user(request: Request, _p: Principal = Depends(_admin)) -> dict[str, str]:
-    body = validate.body_object(await _json(request))
+async def add_user(request: Request, _p: Principal = Depends(admin)) -> dict[str, str]:
+    """Create a local user: ``pin`` and/or ``password``, optional ``role`` (user, operator,
+    admin), ``display_name`` and ``email``."""
+    body = validate.body_object(await read_json(request))
     name = validate.name(body.get("name"), "name")
-    pin = validate.pin(body.get("pin"))
-    await run_in_threadpool(_cloud(request).users.add, name, pin)
+    pin = validate.pin(body.get("pin")) if body.get("pin") is not None else None
+    password = validate.password(body["password"]) if body.get("password") is not None else None
+    if pin is None and password is None:
+        raise InvalidRequest(422, "give the user a pin, a password, or both")
+    role = UserRole(validate.choice(body.get("role", "user"), "role", users_api.ROLES))
+    await run_in_threadpool(
+        lambda: cloud_of(request).users.add(
+            name,
+            pin,
+            password=password,
+            role=role,
+            display_name=validate.text(body, "display_name", max_len=255, min_len=0, default=""),
+            email=validate.text(body, "email", max_len=255, min_len=0, default=""),
+        )
+    )
     return {"name": name}
 
 
@@ -267,17 +310,15 @@ async def add_user(request: Request, _p: Principal = Depends(_admin)) -> dict[st
     openapi_extra=schemas.request_body(schemas.PrinterBody),
     responses=schemas.answers(schemas.PrinterBody, 201),
 )
-async def add_printer(request: Request, _p: Principal = Depends(_admin)) -> dict[str, Any]:
-    printer = validate.printer(await _json(request))
-    stored = await run_in_threadpool(_cloud(request).printers.upsert, printer)
+async def add_printer(request: Request, _p: Principal = Depends(admin)) -> dict[str, Any]:
+    printer = validate.printer(await read_json(request))
+    stored = await run_in_threadpool(cloud_of(request).printers.upsert, printer)
     return stored.to_json()
 
 
 @router.get("/printers", responses=schemas.answers(schemas.Printers))
-async def list_printers(
-    request: Request, _p: Principal = Depends(_admin_or_node)
-) -> dict[str, Any]:
-    found = await run_in_threadpool(_cloud(request).printers.all)
+async def list_printers(request: Request, _p: Principal = Depends(anyone)) -> dict[str, Any]:
+    found = await run_in_threadpool(cloud_of(request).printers.all)
     return {"printers": [p.to_json() for p in found]}
 
 
@@ -286,9 +327,9 @@ async def list_printers(
     openapi_extra=schemas.request_body(schemas.JobSubmissionIn),
     responses={**schemas.answers(schemas.JobOut, 201), 200: {"model": schemas.JobOut}},
 )
-async def register(request: Request, caller: Principal = Depends(_node)) -> Response:
-    sub = validate.submission(await _json(request))
-    job, created = await run_in_threadpool(_cloud(request).jobs.register, caller, sub)
+async def register(request: Request, caller: Principal = Depends(node)) -> Response:
+    sub = validate.submission(await read_json(request))
+    job, created = await run_in_threadpool(cloud_of(request).jobs.register, caller, sub)
     return JSONResponse(job.to_json(), status_code=201 if created else 200)
 
 
@@ -305,9 +346,9 @@ async def register(request: Request, caller: Principal = Depends(_node)) -> Resp
     },
     responses=schemas.answers(None),
 )
-async def upload(uuid: str, request: Request, caller: Principal = Depends(_node)) -> Response:
+async def upload(uuid: str, request: Request, caller: Principal = Depends(node)) -> Response:
     uuid = validate.job_uuid(uuid)
-    cloud = _cloud(request)
+    cloud = cloud_of(request)
     plan = await run_in_threadpool(cloud.jobs.plan_upload, caller, uuid)
     if plan.already_stored:
         await discard(request.stream())
@@ -343,20 +384,28 @@ async def upload(uuid: str, request: Request, caller: Principal = Depends(_node)
         ),
     ),
 )
-async def list_jobs(request: Request, _p: Principal = Depends(_admin)) -> dict[str, Any]:
+async def list_jobs(request: Request, caller: Principal = Depends(person)) -> dict[str, Any]:
+    """Jobs, newest first. Admins and operators see every job (``user`` filters by owner); a
+    signed-in user sees their own and those delegated to them."""
     user_q = request.query_params.get("user")
     state_q = request.query_params.get("state")
     user = validate.name(user_q) if user_q else None
     state = validate.job_state(state_q) if state_q else None
-    found = await run_in_threadpool(_cloud(request).jobs.list, user, state)
+    jobs = cloud_of(request).jobs
+    if caller.is_staff:
+        found = await run_in_threadpool(jobs.list, user, state)
+    else:
+        if user is not None and user != caller.user:
+            raise Forbidden(403, f"{caller.describe()} may list only their own jobs")
+        found = await run_in_threadpool(jobs.list_for, caller.user, state)
     return {"jobs": [j.to_json() for j in found]}
 
 
 @router.get("/jobs/{uuid}", responses=schemas.answers(schemas.JobOut))
 async def get_job(
-    uuid: str, request: Request, caller: Principal = Depends(_admin_or_node)
+    uuid: str, request: Request, caller: Principal = Depends(anyone)
 ) -> dict[str, Any]:
-    job = await run_in_threadpool(_cloud(request).jobs.get, caller, validate.job_uuid(uuid))
+    job = await run_in_threadpool(cloud_of(request).jobs.get, caller, validate.job_uuid(uuid))
     return job.to_json()
 
 
@@ -365,10 +414,20 @@ async def get_job(
     openapi_extra=schemas.request_body(schemas.ReleaseIn),
     responses=schemas.answers(schemas.JobOut),
 )
-async def release(uuid: str, request: Request, _p: Principal = Depends(_admin)) -> dict[str, Any]:
+async def release(
+    uuid: str, request: Request, caller: Principal = Depends(person)
+) -> dict[str, Any]:
+    """With the admin token: ``user`` and ``pin`` say who releases. Signed in: the session
+    does (no PIN; at a terminal only to its printer); operators release any held job."""
     uuid = validate.job_uuid(uuid)
-    req = validate.release(await _json(request))
-    job = await run_in_threadpool(_cloud(request).jobs.release, uuid, req)
+    req = validate.release(await read_json(request), signed_in=caller.user)
+    cloud = cloud_of(request)
+    if caller.user:
+        job = await run_in_threadpool(cloud.jobs.release, uuid, req, caller)
+        return job.to_json()
+    check_lockout(cloud.lockout, req.user)
+    with counted(cloud.lockout, req.user):
+        job = await run_in_threadpool(cloud.jobs.release, uuid, req)
     return job.to_json()
 
 
@@ -378,14 +437,14 @@ async def release(uuid: str, request: Request, _p: Principal = Depends(_admin)) 
     responses=schemas.answers(schemas.JobOut),
 )
 async def operator_release(
-    uuid: str, request: Request, caller: Principal = Depends(_admin_or_node)
+    uuid: str, request: Request, caller: Principal = Depends(admin_or_node)
 ) -> dict[str, Any]:
     uuid = validate.job_uuid(uuid)
-    obj = validate.body_object(await _json(request))
+    obj = validate.body_object(await read_json(request))
     printer = validate.name(obj.get("printer"), "printer")
     operator = validate.name(obj.get("operator"), "operator")
     job = await run_in_threadpool(
-        _cloud(request).jobs.operator_release, caller, uuid, printer, operator
+        cloud_of(request).jobs.operator_release, caller, uuid, printer, operator
     )
     return job.to_json()
 
@@ -396,11 +455,11 @@ async def operator_release(
     responses=schemas.answers(schemas.JobOut),
 )
 async def cancel(
-    uuid: str, request: Request, caller: Principal = Depends(_admin_or_node)
+    uuid: str, request: Request, caller: Principal = Depends(anyone)
 ) -> dict[str, Any]:
     uuid = validate.job_uuid(uuid)
-    req = validate.cancel(await _json(request))
-    job = await run_in_threadpool(_cloud(request).jobs.cancel, caller, uuid, req)
+    req = validate.cancel(await read_json(request))
+    job = await run_in_threadpool(cloud_of(request).jobs.cancel, caller, uuid, req)
     return job.to_json()
 
 
@@ -412,8 +471,8 @@ async def cancel(
         ("timeout", {"type": "number", "minimum": 0, "maximum": 2}),
     ),
 )
-async def node_events(request: Request, caller: Principal = Depends(_node)) -> dict[str, Any]:
-    cloud = _cloud(request)
+async def node_events(request: Request, caller: Principal = Depends(node)) -> dict[str, Any]:
+    cloud = cloud_of(request)
     limit = cloud.config.long_poll_seconds
     after = validate.query_int(request.query_params.get("after"), "after", 0)
     timeout = validate.query_seconds(request.query_params.get("timeout"), "timeout", limit, limit)
@@ -437,10 +496,10 @@ async def node_events(request: Request, caller: Principal = Depends(_node)) -> d
     openapi_extra=schemas.request_body(schemas.EmptyIn, required=False),
     responses=schemas.answers(schemas.JobOut),
 )
-async def claim(uuid: str, request: Request, caller: Principal = Depends(_node)) -> dict[str, Any]:
+async def claim(uuid: str, request: Request, caller: Principal = Depends(node)) -> dict[str, Any]:
     uuid = validate.job_uuid(uuid)
-    validate.body_object(await _json(request))
-    job = await run_in_threadpool(_cloud(request).jobs.claim, caller, uuid)
+    validate.body_object(await read_json(request))
+    job = await run_in_threadpool(cloud_of(request).jobs.claim, caller, uuid)
     return job.to_json()
 
 
@@ -450,12 +509,12 @@ async def claim(uuid: str, request: Request, caller: Principal = Depends(_node))
     responses=schemas.answers(schemas.DownloadUrl),
 )
 async def download_url(
-    uuid: str, request: Request, caller: Principal = Depends(_node)
+    uuid: str, request: Request, caller: Principal = Depends(node)
 ) -> dict[str, Any]:
     """A fresh signed URL for the claimed job's document (path and query on this server)."""
     uuid = validate.job_uuid(uuid)
-    validate.body_object(await _json(request))
-    cloud = _cloud(request)
+    validate.body_object(await read_json(request))
+    cloud = cloud_of(request)
     url = await run_in_threadpool(cloud.jobs.download_url, caller, uuid)
     return {"download_url": url, "expires_in": cloud.signer.ttl}
 
@@ -473,11 +532,11 @@ async def download_url(
         ("sig", {"type": "string"}),
     ),
 )
-async def download(uuid: str, request: Request, caller: Principal = Depends(_node)) -> Response:
+async def download(uuid: str, request: Request, caller: Principal = Depends(node)) -> Response:
     """Stream the document through a signed URL (from the claim or ``download-url``)."""
     uuid = validate.job_uuid(uuid)
     signed = UrlSigner.params(request.query_params)
-    doc = await run_in_threadpool(_cloud(request).jobs.open_document, caller, uuid, signed)
+    doc = await run_in_threadpool(cloud_of(request).jobs.open_document, caller, uuid, signed)
     return StreamingResponse(
         _read_chunks(doc),
         media_type=doc.media_type,
@@ -500,11 +559,11 @@ async def _read_chunks(doc: Download) -> AsyncIterator[bytes]:
     responses=schemas.answers(schemas.JobOut),
 )
 async def progress(
-    uuid: str, request: Request, caller: Principal = Depends(_node)
+    uuid: str, request: Request, caller: Principal = Depends(node)
 ) -> dict[str, Any]:
     uuid = validate.job_uuid(uuid)
-    req = validate.progress(await _json(request))
-    job = await run_in_threadpool(_cloud(request).jobs.progress, caller, uuid, req)
+    req = validate.progress(await read_json(request))
+    job = await run_in_threadpool(cloud_of(request).jobs.progress, caller, uuid, req)
     return job.to_json()
 
 
@@ -534,11 +593,11 @@ def _policy(scope: Scope, name: str, data: Any) -> ReleasePolicy:
     responses=schemas.answers(schemas.ReleasePolicyOut),
 )
 async def set_queue_mode(
-    name: str, request: Request, _p: Principal = Depends(_admin)
+    name: str, request: Request, _p: Principal = Depends(admin)
 ) -> dict[str, Any]:
     """Set how jobs of queue ``name`` are released (hold, direct, fast, automatic)."""
-    policy = _policy(Scope.QUEUE, validate.name(name, "queue"), await _json(request))
-    stored = await run_in_threadpool(_cloud(request).policies.put, policy)
+    policy = _policy(Scope.QUEUE, validate.name(name, "queue"), await read_json(request))
+    stored = await run_in_threadpool(cloud_of(request).policies.put, policy)
     return stored.to_json()
 
 
@@ -548,26 +607,36 @@ async def set_queue_mode(
     responses=schemas.answers(schemas.ReleasePolicyOut),
 )
 async def set_printer_mode(
-    name: str, request: Request, _p: Principal = Depends(_admin)
+    name: str, request: Request, _p: Principal = Depends(admin)
 ) -> dict[str, Any]:
     """Set how jobs are released at printer ``name`` (hold, direct, fast)."""
-    policy = _policy(Scope.PRINTER, validate.name(name, "printer"), await _json(request))
-    stored = await run_in_threadpool(_cloud(request).policies.put, policy)
+    policy = _policy(Scope.PRINTER, validate.name(name, "printer"), await read_json(request))
+    stored = await run_in_threadpool(cloud_of(request).policies.put, policy)
     return stored.to_json()
 
 
 @router.get("/release-modes", responses=schemas.answers(schemas.ReleasePolicies))
-async def list_modes(request: Request, _p: Principal = Depends(_admin)) -> dict[str, Any]:
-    found = await run_in_threadpool(_cloud(request).policies.all)
+async def list_modes(request: Request, _p: Principal = Depends(admin)) -> dict[str, Any]:
+    found = await run_in_threadpool(cloud_of(request).policies.all)
     return {"policies": [p.to_json() for p in found]}
 
 
-async def _authenticate(name: str, request: Request, fast: bool) -> dict[str, Any]:
+async def _authenticate(
+    name: str, request: Request, caller: Principal, fast: bool
+) -> dict[str, Any]:
+    """User + PIN at a printer, from the admin token or the printer's own terminal. Wrong PINs
+    count towards the user's lockout and slow a noisy terminal down."""
     printer = validate.name(name, "printer")
-    obj = validate.body_object(await _json(request))
+    if caller.role is Role.TERMINAL and caller.printer != printer:
+        raise Forbidden(403, f"terminal {caller.terminal} is bound to printer {caller.printer}")
+    obj = validate.body_object(await read_json(request))
     user = validate.name(obj.get("user"))
     pin = validate.pin(obj.get("pin"))
-    done = await run_in_threadpool(_cloud(request).jobs.authenticate, printer, user, pin, fast)
+    cloud = cloud_of(request)
+    where = caller.terminal or None
+    await asyncio.sleep(check_lockout(cloud.lockout, user, where))
+    with counted(cloud.lockout, user, where):
+        done = await run_in_threadpool(cloud.jobs.authenticate, printer, user, pin, fast)
     return done.to_json()
 
 
@@ -577,10 +646,10 @@ async def _authenticate(name: str, request: Request, fast: bool) -> dict[str, An
     responses=schemas.answers(schemas.AuthenticationOut),
 )
 async def authenticate(
-    name: str, request: Request, _p: Principal = Depends(_admin)
+    name: str, request: Request, caller: Principal = Depends(admin_or_terminal)
 ) -> dict[str, Any]:
     """A user authenticated at the printer (card/PIN): releases per the release modes."""
-    return await _authenticate(name, request, fast=False)
+    return await _authenticate(name, request, caller, fast=False)
 
 
 @router.post(
@@ -589,10 +658,10 @@ async def authenticate(
     responses=schemas.answers(schemas.AuthenticationOut),
 )
 async def release_all(
-    name: str, request: Request, _p: Principal = Depends(_admin)
+    name: str, request: Request, caller: Principal = Depends(admin_or_terminal)
 ) -> dict[str, Any]:
     """Fast release: every held job of the user to this printer, each with its own options."""
-    return await _authenticate(name, request, fast=True)
+    return await _authenticate(name, request, caller, fast=True)
 
 
 # -- groups and delegation ----------------------------------------------------------------------
@@ -603,26 +672,26 @@ async def release_all(
     openapi_extra=schemas.request_body(schemas.GroupIn),
     responses=schemas.answers(schemas.GroupOut),
 )
-async def put_group(name: str, request: Request, _p: Principal = Depends(_admin)) -> dict[str, Any]:
+async def put_group(name: str, request: Request, _p: Principal = Depends(admin)) -> dict[str, Any]:
     """Create the group or replace its members."""
     name = validate.name(name, "group")
-    obj = validate.body_object(await _json(request))
+    obj = validate.body_object(await read_json(request))
     members = validate.names(obj.get("members"), "members")
-    stored = await run_in_threadpool(_cloud(request).groups.put, name, members)
+    stored = await run_in_threadpool(cloud_of(request).groups.put, name, members)
     return {"name": name, "members": stored}
 
 
 @router.get("/groups/{name}", responses=schemas.answers(schemas.GroupOut))
-async def get_group(name: str, request: Request, _p: Principal = Depends(_admin)) -> dict[str, Any]:
+async def get_group(name: str, request: Request, _p: Principal = Depends(admin)) -> dict[str, Any]:
     name = validate.name(name, "group")
-    members = await run_in_threadpool(_cloud(request).groups.members, name)
+    members = await run_in_threadpool(cloud_of(request).groups.members, name)
     return {"name": name, "members": members}
 
 
 @router.delete("/groups/{name}", status_code=204, responses=schemas.answers(None))
-async def delete_group(name: str, request: Request, _p: Principal = Depends(_admin)) -> Response:
+async def delete_group(name: str, request: Request, _p: Principal = Depends(admin)) -> Response:
     name = validate.name(name, "group")
-    if not await run_in_threadpool(_cloud(request).groups.delete, name):
+    if not await run_in_threadpool(cloud_of(request).groups.delete, name):
         raise NotFound(404, f"no group {name}")
     return Response(status_code=204)
 
@@ -633,11 +702,12 @@ async def delete_group(name: str, request: Request, _p: Principal = Depends(_adm
     responses=schemas.answers(schemas.DelegationOut),
 )
 async def put_delegation(
-    owner: str, request: Request, _p: Principal = Depends(_admin)
+    owner: str, request: Request, caller: Principal = Depends(person)
 ) -> dict[str, Any]:
     """``owner`` lets a user or a group release their jobs, charged to ``account``."""
     owner = validate.name(owner, "owner")
-    obj = validate.body_object(await _json(request))
+    self_or_admin(caller, owner)
+    obj = validate.body_object(await read_json(request))
     kind = DelegateKind(validate.choice(obj.get("kind"), "kind", ("user", "group")))
     delegation = Delegation(
         owner=owner,
@@ -645,16 +715,17 @@ async def put_delegation(
         delegate=validate.name(obj.get("delegate"), "delegate"),
         account=validate.account(obj.get("account", "")),
     )
-    stored = await run_in_threadpool(_cloud(request).delegations.put, delegation)
+    stored = await run_in_threadpool(cloud_of(request).delegations.put, delegation)
     return stored.to_json()
 
 
 @router.get("/users/{owner}/delegations", responses=schemas.answers(schemas.Delegations))
 async def list_delegations(
-    owner: str, request: Request, _p: Principal = Depends(_admin)
+    owner: str, request: Request, caller: Principal = Depends(person)
 ) -> dict[str, Any]:
     owner = validate.name(owner, "owner")
-    found = await run_in_threadpool(_cloud(request).delegations.of, owner)
+    self_or_admin(caller, owner)
+    found = await run_in_threadpool(cloud_of(request).delegations.of, owner)
     return {"delegations": [d.to_json() for d in found]}
 
 
@@ -664,12 +735,13 @@ async def list_delegations(
     responses=schemas.answers(None),
 )
 async def delete_delegation(
-    owner: str, kind: str, delegate: str, request: Request, _p: Principal = Depends(_admin)
+    owner: str, kind: str, delegate: str, request: Request, caller: Principal = Depends(person)
 ) -> Response:
     owner = validate.name(owner, "owner")
+    self_or_admin(caller, owner)
     which = DelegateKind(validate.choice(kind, "kind", ("user", "group")))
     delegate = validate.name(delegate, "delegate")
-    if not await run_in_threadpool(_cloud(request).delegations.delete, owner, which, delegate):
+    if not await run_in_threadpool(cloud_of(request).delegations.delete, owner, which, delegate):
         raise NotFound(404, f"{owner} has no delegation to {which} {delegate}")
     return Response(status_code=204)
 
@@ -682,8 +754,8 @@ async def delete_delegation(
     openapi_extra=schemas.request_body(schemas.EmptyIn, required=False),
     responses=schemas.answers(schemas.SweepOut),
 )
-async def run_retention(request: Request, _p: Principal = Depends(_admin)) -> dict[str, int]:
+async def run_retention(request: Request, _p: Principal = Depends(admin)) -> dict[str, int]:
     """Run the retention sweep now (it also runs every ``retention_sweep_seconds``)."""
-    validate.body_object(await _json(request))
-    done = await run_in_threadpool(_cloud(request).jobs.sweep)
+    validate.body_object(await read_json(request))
+    done = await run_in_threadpool(cloud_of(request).jobs.sweep)
     return done.to_json()

@@ -32,7 +32,45 @@ users = sa.Table(
     "users",
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("pin_hash", sa.String(255), nullable=False),
+    sa.Column("pin_hash", sa.String(255), nullable=True),  # None: no PIN login
+    sa.Column("created_at", sa.Float, nullable=False),
+    # Identity (migration 0004).
+    sa.Column("password_hash", sa.String(255), nullable=True),  # None: no password login
+    sa.Column("role", sa.String(16), nullable=False, server_default="user"),
+    sa.Column("display_name", sa.String(255), nullable=False, server_default=""),
+    sa.Column("email", sa.String(255), nullable=False, server_default=""),
+    sa.Column("source", sa.String(16), nullable=False, server_default="local"),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+user_cards = sa.Table(
+    "user_cards",
+    metadata,
+    sa.Column("card_key", sa.String(40), primary_key=True),  # identity.cards.card_key
+    sa.Column("user", sa.String(64), nullable=False, index=True),
+    sa.Column("source", sa.String(16), nullable=False),  # local, self, ldap
+    sa.Column("approved", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+user_sessions = sa.Table(
+    "user_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),  # sha256 of the bearer token
+    sa.Column("user", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # password, sso, terminal
+    sa.Column("terminal", sa.String(64), nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
+terminals = sa.Table(
+    "terminals",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),  # sha256 of the terminal's secret
+    sa.Column("printer", sa.String(127), nullable=False),
+    sa.Column("methods", sa.JSON, nullable=False),  # of "card", "pin", "username"
     sa.Column("created_at", sa.Float, nullable=False),
 )
 

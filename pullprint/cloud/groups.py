@@ -176,3 +176,25 @@ def account_for(conn: Connection, owner: str, user: str) -> str | None:
         .limit(1)
     ).first()
     return None if via_group is None else str(via_group.account)
+
+
+def owners_delegating_to(conn: Connection, user: str) -> list[str]:
+    """The owners who let ``user`` release their jobs (directly or through a group), sorted."""
+    direct = sa.select(delegations.c.owner).where(
+        delegations.c.kind == DelegateKind.USER.value, delegations.c.delegate == user
+    )
+    via_group = (
+        sa.select(delegations.c.owner)
+        .select_from(
+            delegations.join(
+                group_members,
+                sa.and_(
+                    delegations.c.kind == DelegateKind.GROUP.value,
+                    group_members.c.group_name == delegations.c.delegate,
+                ),
+            )
+        )
+        .where(group_members.c.user == user)
+    )
+    found = conn.execute(sa.union(direct, via_group)).scalars()
+    return sorted({str(owner) for owner in found} - {user})

@@ -31,7 +31,7 @@ from pullprint.cloud.signing import SignedParams, UrlSigner
 from pullprint.cloud.storage import Expected, Readable, StoredDocument
 from pullprint.cloud.users import UserDirectory
 from pullprint.cloud.validate import CancelRequest, ProgressRequest, ReleaseRequest
-from pullprint.errors import Conflict, Forbidden, NotFound
+from pullprint.errors import Conflict, Forbidden, NotFound, WrongSecret
 from pullprint.model import (
     FINAL_STATES,
     EventKind,
@@ -214,10 +214,26 @@ class JobBook:
             return self._load(conn, uuid)
 
     def get(self, caller: Principal, uuid: str) -> Job:
-        """The job with its transaction. A node sees only jobs it sent or prints."""
+        """The job with its transaction. A node sees only jobs it sent or prints; a user only
+        their own and those delegated to them; operators and admins every job."""
         row = self._read(uuid)
         self._check_visible(caller, row)
         return row.job
+
+    def list_for(self, user: str, state: JobState | None = None) -> list[Job]:
+        """The jobs ``user`` may see and release: their own, and those of every owner who
+        delegated to them (directly or through a group), newest first."""
+        with self._engine.connect() as conn:
+            owners = [user, *groups.owners_delegating_to(conn, user)]
+            query = (
+                _select()
+                .where(jobs.c.owner.in_(owners))
+                .order_by(jobs.c.created_at.desc(), jobs.c.uuid)
+            )
+            if state is not None:
+                query = query.where(jobs.c.state == state.value)
+            rows = conn.execute(query).mappings().all()
+        return [_from_row(row).job for row in rows]
 
     def list(self, user: str | None = None, state: JobState | None = None) -> list[Job]:
         """Jobs, newest first, optionally of one owner and/or in one state."""
@@ -230,12 +246,24 @@ class JobBook:
             rows = conn.execute(query).mappings().all()
         return [_from_row(row).job for row in rows]
 
-    @staticmethod
-    def _check_visible(caller: Principal, row: _Row) -> None:
-        if caller.role is Role.ADMIN:
+    def _check_visible(self, caller: Principal, row: _Row) -> None:
+        if caller.is_staff:
             return
-        if caller.node in (row.job.origin, row.printer_node, row.claimed_by):
+        if caller.role is Role.USER:
+            if caller.user == row.job.owner:
+                return
+            with self._engine.connect() as conn:
+                if groups.account_for(conn, row.job.owner, caller.user) is not None:
+                    return
+            raise Forbidden(403, f"job {row.job.uuid} is not yours and was not delegated to you")
+        if caller.role is Role.NODE and caller.node in (
+            row.job.origin,
+            row.printer_node,
+            row.claimed_by,
+        ):
             return
+        if caller.role is not Role.NODE:
+            raise Forbidden(403, f"{caller.describe()} may not see job {row.job.uuid}")
         raise Forbidden(
             403, f"job {row.job.uuid} neither came from nor prints on node {caller.node}"
         )
@@ -373,13 +401,30 @@ class JobBook:
 
     # -- release and claim --------------------------------------------------------------------
 
-    def release(self, uuid: str, req: ReleaseRequest) -> Job:
-        """Release a held (or failed) job to a printer, PIN checked, for its owner or for a
-        user the owner delegated to (directly or through a group): state released, the
-        printer's price, who released it and the account charged recorded, a ``released``
-        event for the printer's node. The owner may name a shared account; a delegate's
-        release is charged as the delegation says."""
+    def release(self, uuid: str, req: ReleaseRequest, caller: Principal | None = None) -> Job:
+        """Release a held (or failed) job to a printer, for its owner or for a user the owner
+        delegated to (directly or through a group): state released, the printer's price, who
+        released it and the account charged recorded, a ``released`` event for the printer's
+        node. The owner may name a shared account; a delegate's release is charged as the
+        delegation says.
+
+        Who vouches for ``req.user``: the PIN (with the admin token, e.g. the command line), or
+        the caller's session (a signed-in user; at a terminal only to the terminal's printer).
+        An operator (or signed-in admin) releases any job without a PIN."""
         row = self._read(uuid)
+        verified = False
+        if caller is not None and caller.user:
+            if caller.terminal and req.printer != caller.printer:
+                raise Forbidden(
+                    403, f"terminal {caller.terminal} releases only to printer {caller.printer}"
+                )
+            if caller.is_staff and caller.user != row.job.owner:
+                note = f"released by {caller.role.value} {caller.user}"
+                return self._release(
+                    row, req.printer, req.options, note, f"{caller.role.value} {caller.user}", ""
+                )
+            req = replace(req, user=caller.user)
+            verified = True
         owner = row.job.owner
         account = req.account or ""
         if req.user != owner:
@@ -392,8 +437,8 @@ class JobBook:
                     403, f"{owner} chose the account a delegate's release is charged to"
                 )
             account = delegated
-        if not self._users.verify(req.user, req.pin):
-            raise Forbidden(403, f"wrong PIN for user {req.user}")
+        if not verified and not self._users.verify(req.user, req.pin):
+            raise WrongSecret(403, f"wrong PIN for user {req.user}")
         return self._release(row, req.printer, req.options, "", req.user, account)
 
     def operator_release(self, caller: Principal, uuid: str, printer: str, operator: str) -> Job:
@@ -462,15 +507,17 @@ class JobBook:
         return self._read(uuid).job
 
     def authenticate(
-        self, printer_name: str, user: str, pin: str, fast: bool = False
+        self, printer_name: str, user: str, pin: str | None, fast: bool = False
     ) -> Authentication:
         """A user authenticated at a printer (card or PIN at its terminal). Per job, the
         printer's release mode applies if it has one, else the job's queue's: direct releases
         the user's held jobs printed within its ``direct_seconds``, fast releases all the
         user's held jobs, each with its own options; hold releases nothing and lists them.
-        ``fast`` releases all of them whatever the modes (the terminal's "release all")."""
-        if not self._users.verify(user, pin):
-            raise Forbidden(403, f"wrong PIN for user {user}")
+        ``fast`` releases all of them whatever the modes (the terminal's "release all").
+        ``pin`` None: the caller already authenticated the user (a terminal's card or
+        username sign-in)."""
+        if pin is not None and not self._users.verify(user, pin):
+            raise WrongSecret(403, f"wrong PIN for user {user}")
         with self._engine.connect() as conn:
             printer = printer_rows.get(conn, printer_name)
             if printer is None:
@@ -638,9 +685,12 @@ class JobBook:
 
     def cancel(self, caller: Principal, uuid: str, req: CancelRequest) -> Job:
         """Cancel a job that has not ended: transaction canceled at 0, a ``canceled`` event for
-        the origin node, document deleted. Idempotent for a canceled job."""
+        the origin node, document deleted. Idempotent for a canceled job. A signed-in user
+        cancels only their own jobs (a delegate may release, not cancel); operators any."""
         row = self._read(uuid)
         self._check_visible(caller, row)
+        if caller.role is Role.USER:
+            req = replace(req, user=caller.user)
         job = row.job
         if req.user is not None and req.user != job.owner:
             raise Forbidden(403, f"job {uuid} belongs to {job.owner}")

@@ -68,6 +68,10 @@ class PrinterRegistry:
         log.info("stored printer %s (node %s)", printer.name, printer.node)
         return stored
 
+    def get(self, name: str) -> Printer | None:
+        with self._engine.connect() as conn:
+            return get(conn, name)
+
     def all(self) -> list[Printer]:
         """Every printer, by name."""
         with self._engine.connect() as conn:

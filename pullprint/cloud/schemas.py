@@ -36,9 +36,64 @@ class Health(BaseModel):
     status: str
 
 
+Role = Literal["user", "operator", "admin"]
+_PASSWORD = Field(min_length=8, max_length=256)
+_CARD = Field(min_length=1, max_length=100, pattern=r"^(0x)?[0-9A-Fa-f:\- ]+$")
+
+
 class UserIn(_Body):
     name: str = _NAME
+    pin: str | None = _PIN
+    password: str | None = _PASSWORD
+    role: Role = "user"
+    display_name: str = Field("", max_length=255)
+    email: str = Field("", max_length=255)
+
+
+class UserPutIn(_Body):
+    role: Role | None = None
+    pin: str | None = _PIN
+    password: str | None = _PASSWORD
+    display_name: str = Field("", max_length=255)
+    email: str = Field("", max_length=255)
+    disabled: bool = False
+
+
+class SignInIn(_Body):
+    name: str = _NAME
+    password: str = Field(min_length=1, max_length=256)
+
+
+class SessionOut(BaseModel):
+    token: str
+    user: str
+    role: str
+    expires_at: float
+
+
+class PinIn(_Body):
     pin: str = _PIN
+
+
+class PasswordChangeIn(_Body):
+    current: str = Field(min_length=1, max_length=256)
+    new: str = _PASSWORD
+
+
+class CardIn(_Body):
+    card: str = _CARD
+
+
+class TerminalIn(_Body):
+    name: str = _NAME
+    printer: str = _NAME
+    methods: list[Literal["card", "pin", "username"]] = Field(min_length=1, max_length=3)
+
+
+class TerminalSignInIn(_Body):
+    card: str | None = _CARD
+    user: str | None = _NAME
+    pin: str | None = _PIN
 
 
 class UserOut(BaseModel):

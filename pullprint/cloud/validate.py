@@ -14,6 +14,7 @@ from typing import Any
 
 from pullprint.cloud.ledger import MAX_PRICE, PRICE_DECIMALS
 from pullprint.errors import InvalidRequest
+from pullprint.identity.cards import CardError, card_key
 from pullprint.model import JobState, JobSubmission, Printer
 
 MAX_JSON_BODY = 256 * 1024
@@ -152,6 +153,28 @@ def pin(value: Any) -> str:
     return value
 
 
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256
+
+
+def password(value: Any, key: str = "password") -> str:
+    """A password: 8 to 256 characters (any, spaces included)."""
+    if not isinstance(value, str) or not MIN_PASSWORD <= len(value) <= MAX_PASSWORD:
+        raise _bad(f"{key} must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
+    return value
+
+
+def card(value: Any, key: str = "card") -> str:
+    """A card number as a reader typed it, turned into its canonical key
+    (:func:`pullprint.identity.cards.card_key`)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 100:
+        raise _bad(f"{key} must be a card number of 1 to 100 characters (hex or decimal)")
+    try:
+        return card_key(value)
+    except CardError as exc:
+        raise _bad(f"{key}: {exc}") from exc
+
+
 def job_uuid(value: Any, key: str = "uuid") -> str:
     """A UUID in its canonical lowercase form (e.g. 123e4567-e89b-12d3-a456-426614174000)."""
     if isinstance(value, str) and len(value) == 36:
@@ -285,8 +308,9 @@ def account(value: Any, key: str = "account") -> str:
     return name(value, key)
 
 
-def release(data: Any) -> ReleaseRequest:
-    """A release body: user, pin, printer, options (release changes) and optionally account."""
+def release(data: Any, signed_in: str = "") -> ReleaseRequest:
+    """A release body: user, pin, printer, options (release changes) and optionally account.
+    ``signed_in``: the caller's session vouches for that user, so no user or PIN is read."""
     obj = body_object(data)
     raw_options = obj.get("options")
     chosen = obj.get("account")
@@ -296,8 +320,8 @@ def release(data: Any) -> ReleaseRequest:
         if chosen is None:
             chosen = obj["options"]["account"]
     return ReleaseRequest(
-        user=name(obj.get("user")),
-        pin=pin(obj.get("pin")),
+        user=signed_in or name(obj.get("user")),
+        pin="" if signed_in else pin(obj.get("pin")),
         printer=name(obj.get("printer"), "printer"),
         options=release_options(raw_options),
         account=None if chosen is None else account(chosen),

@@ -7,11 +7,14 @@ the threshold adds a delay the caller must wait before it may try again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+from pullprint.errors import CloudRefused, WrongSecret
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +86,30 @@ class Lockout:
             return 0.0
         delay = self.policy.terminal_delay_seconds * 2 ** (extra - 1)
         return min(delay, self.policy.terminal_max_delay_seconds)
+
+
+def check_lockout(lockout: Lockout, user: str | None, terminal: str | None = None) -> float:
+    """Refuse a PIN/card/password login of a locked user: CloudRefused 423 saying for how long.
+    Returns the seconds a noisy ``terminal`` must be kept waiting before its answer (0 if it is
+    not noisy). Changes nothing."""
+    if user is not None:
+        locked = lockout.locked_for(user)
+        if locked > 0:
+            raise CloudRefused(
+                423,
+                f"the PIN, card and password login of {user} is locked for {locked:.0f} more "
+                f"seconds after {lockout.policy.max_failures} wrong tries in a row",
+            )
+    return lockout.terminal_delay(terminal) if terminal is not None else 0.0
+
+
+@contextlib.contextmanager
+def counted(lockout: Lockout, user: str, terminal: str | None = None) -> Iterator[None]:
+    """Around one PIN/card/password check: a WrongSecret counts as a failure (and is raised
+    on), success resets the user's count. Other errors count nothing."""
+    try:
+        yield
+    except WrongSecret:
+        lockout.failure(user, terminal)
+        raise
+    lockout.success(user, terminal)
