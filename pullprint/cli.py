@@ -135,6 +135,23 @@ def cmd_admin(args: argparse.Namespace, cfg: configmod.Config) -> int:
     return EXIT_OK
 
 
+def cmd_directory_sync(args: argparse.Namespace, cfg: configmod.Config) -> int:
+    """Ask the release service to sync users and groups from the directory now."""
+    with _client(cfg) as cloud:
+        result = cloud._json("POST", "/directory/sync", json_body={}, timeout=300)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"directory sync: {len(result['added'])} added, {len(result['updated'])} updated, "
+            f"{len(result['disabled'])} disabled, {result['unchanged']} unchanged, "
+            f"{len(result['groups'])} groups, {len(result['skipped'])} skipped"
+        )
+        for why in result["skipped"]:
+            print(f"  skipped {why}")
+    return EXIT_OK
+
+
 def cmd_server(args: argparse.Namespace, cfg: configmod.Config) -> int:
     from pullprint.cloud.server import run
 
@@ -244,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price", default="0", help="price per page, e.g. 0.05")
     p.add_argument("--location", default="")
     p.set_defaults(func=cmd_admin)
+    p = admin.add_parser("directory-sync", help="sync users and groups from the directory now")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_directory_sync)
     return parser
 
 

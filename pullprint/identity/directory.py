@@ -408,7 +408,7 @@ class SyncStatus:
     last_result: SyncResult | None = None
     last_error: str = ""
     next_due: float = 0.0
-    runs: int = 0
+    runs: int = 0  # finished attempts (succeeded or failed)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -453,8 +453,6 @@ class DirectorySync:
             raise DirectoryError("directory sync is off (directory.url is empty)")
         with self._lock:
             now = self._clock()
-            self.status.runs += 1
-            self.status.last_run = now
             try:
                 snapshot = self._reader(self.cfg)
                 result = apply_snapshot(self._users, self._groups, snapshot)
@@ -463,10 +461,14 @@ class DirectorySync:
                 self.status.next_due = now + min(
                     self.RETRY_SECONDS, float(self.cfg.sync_seconds or self.RETRY_SECONDS)
                 )
+                self.status.last_run = now
+                self.status.runs += 1
                 raise
             self.status.last_error = ""
             self.status.last_result = result
             self.status.next_due = now + self.cfg.sync_seconds
+            self.status.last_run = now
+            self.status.runs += 1  # last: a reader that sees the count sees the rest
             return result
 
     def due(self) -> bool:
