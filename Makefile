@@ -25,7 +25,7 @@ pytest: deps
 test: lint typecheck pytest
 
 bench: deps
-	@for b in bench/[a-z]*.py; do $(PY) $$b || exit 1; done
+	@for b in bench/[a-z]*.py; do $(PY) -m bench.$$(basename $$b .py) || exit 1; done
 
 deb:
 	bash scripts/build-deb.sh

@@ -1,13 +1,16 @@
 """Release latency: from the release call to the printer's first byte and to the end state.
 
 Runs the real stack (cupsd + our filter and backend, ippeveprinter, the cloud, the node), holds
-20 jobs printed with lp, then releases them one by one through the cloud API. The printer's first
-byte is when ippeveprinter's spool file for the job appears (it writes the document as it reads
-it); the end state is when the cloud reports the job completed. Prints one JSON line.
+jobs printed with lp, then releases them one by one through the cloud API, round robin over 1, 10
+and 50 printers (one node serving them all; at least 20 jobs, and one per printer). The
+printer's first byte is when ippeveprinter's spool file for the job appears (it writes the
+document as it reads it); the end state is when the cloud reports the job completed. Prints one
+JSON line per printer count (``--printers 1,10`` to choose).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -16,16 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._stats import percentile
 from pullprint.cups.jobs import CupsJobState
 from pullprint.model import JobState
 from pullprint.peers.documents import make_pdf
 from pullprint.peers.stack import Stack
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def wait_new_file(folder: Path, known: set[str], timeout: float = 30.0) -> str:
@@ -77,8 +75,13 @@ def run(n: int = 20, printers: int = 1) -> dict[str, object]:
     }
 
 
-def main() -> int:
-    print(json.dumps(run()), flush=True)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--printers", default="1,10,50", help="comma-separated printer counts")
+    parser.add_argument("-n", type=int, default=20, help="jobs (at least one per printer)")
+    args = parser.parse_args(argv)
+    for count in (int(c) for c in args.printers.split(",")):
+        print(json.dumps(run(max(args.n, count), count)), flush=True)
     return 0
 
 

@@ -12,16 +12,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._stats import percentile
 from pullprint.cups.jobs import CupsJobState
 from pullprint.peers.documents import make_pdf
 from pullprint.peers.stack import Stack
 
 HOLD_ONLY = "#!/bin/sh\n# reads the job and holds it, nothing else\ncat > /dev/null\nexit 3\n"
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 def timed_jobs(stack: Stack, doc: Path, queue: str, n: int, registered: bool) -> list[float]:

@@ -1,0 +1,112 @@
+"""Throughput: 1,000 jobs sent with ``lp`` as fast as possible into the private cupsd whose
+PullPrint queue runs our filter and backend; jobs per second until every job is held in CUPS and
+registered with the cloud, and how many were lost (never held or never registered).
+
+Side by side in the same run, the same cupsd with a queue whose backend only reads the job and
+exits 3 (plain CUPS holding a job, no filter), for reference. Submissions come from ``--clients``
+concurrent ``lp`` processes. Prints one JSON line per queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench._stats import emit
+from bench.submit_hold import HOLD_ONLY
+from pullprint.cups.jobs import CupsJobs, CupsJobState
+from pullprint.peers.documents import make_pdf
+from pullprint.peers.stack import Stack
+
+
+def held_ids(stack: Stack, queue: str) -> set[int]:
+    """CUPS job-ids of ``queue`` that are pending-held."""
+    assert stack.cups is not None
+    jobs = CupsJobs(str(stack.cups.socket)).jobs(queue)
+    return {job.job_id for job in jobs if job.state is CupsJobState.HELD}
+
+
+def registered_ids(stack: Stack, user: str) -> set[int]:
+    """CUPS job-ids of ``user``'s jobs the cloud knows."""
+    with stack.admin() as admin:
+        return {job.cups_job_id for job in admin.list_jobs(user=user)}
+
+
+def flood(
+    stack: Stack,
+    doc: Path,
+    queue: str,
+    user: str,
+    n: int,
+    clients: int,
+    registered: bool,
+    timeout: float,
+) -> dict[str, object]:
+    """Send ``n`` jobs from ``clients`` threads, each running ``lp``; wait until all are held
+    (and registered, for pullprint) or ``timeout`` passes."""
+    assert stack.cups is not None
+    cups = stack.cups
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        sent = list(pool.map(lambda _: cups.lp(doc, user=user, queue=queue), range(n)))
+    submitted = time.perf_counter() - start
+    wanted = set(sent)
+    deadline = time.monotonic() + timeout
+    held: set[int] = set()
+    known: set[int] = set()
+    while time.monotonic() < deadline:
+        held = held_ids(stack, queue) & wanted
+        known = registered_ids(stack, user) & wanted if registered else held
+        if len(held) == n and len(known) == n:
+            break
+        time.sleep(0.2)
+    elapsed = time.perf_counter() - start
+    lost = n - len(held & known)
+    return {
+        "bench": "throughput",
+        "queue": queue,
+        "n": n,
+        "clients": clients,
+        "submit_seconds": round(submitted, 2),
+        "seconds": round(elapsed, 2),
+        "jobs_per_s": round(len(held & known) / elapsed, 2),
+        "lost": lost,
+        "timed_out": lost > 0,
+    }
+
+
+def run(n: int, clients: int, timeout: float) -> list[dict[str, object]]:
+    """Both queues in one stack (no node: nothing is released)."""
+    with tempfile.TemporaryDirectory(prefix="pullprint-bench-") as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)
+        doc = make_pdf(root / "doc.pdf", 3)
+        users = {"alice": "1234", "bob": "5678"}
+        with Stack(root / "stack", users=users, start_node=False) as stack:
+            assert stack.cups is not None
+            sink = stack.cups.root / "bin" / "backend" / "holdonly"
+            sink.write_text(HOLD_ONLY)
+            sink.chmod(0o755)
+            stack.cups.run("lpadmin", "-p", "Plain", "-v", "holdonly:/", "-E")
+            ours = flood(stack, doc, "PullPrint", "alice", n, clients, True, timeout)
+            plain = flood(stack, doc, "Plain", "bob", n, clients, False, timeout)
+    return [ours, plain]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", type=int, default=1000, help="jobs per queue")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent lp processes")
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds per queue at most")
+    args = parser.parse_args(argv)
+    for figure in run(args.n, args.clients, args.timeout):
+        emit(figure)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
