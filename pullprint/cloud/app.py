@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pullprint.cloud import db, events, schemas, signing, users_api, validate
+from pullprint.cloud import db, events, schemas, signing, users_api, validate, web
 from pullprint.cloud.accounting import api as accounting_api
 from pullprint.cloud.auth import Principal, Role, TokenAuth
 from pullprint.cloud.context import (
@@ -183,6 +183,7 @@ def create_app(
     app.include_router(router, prefix=PREFIX)
     app.include_router(accounting_api.router, prefix=PREFIX)  # accounting (docs/accounting.md)
     app.include_router(users_api.router, prefix=PREFIX)  # sessions, accounts, terminals
+    app.include_router(web.router)  # the web pages (pullprint/cloud/web)
     return app
 
 
