@@ -32,6 +32,7 @@ from pullprint.identity.cards import card_key
 from pullprint.identity.directory import (
     DirectoryError,
     DirectorySync,
+    SyncResult,
     apply_snapshot,
     read_directory,
 )
@@ -147,7 +148,12 @@ class Served:
         self.base = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(
             uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                lifespan="on",
+                access_log=False,  # as the server runs it (request lines are not kept)
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -176,7 +182,7 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 15.0) -> Non
         time.sleep(0.02)
 
 
-def sync(env: Env, server: ldap.Slapd, **overrides: object):  # type: ignore[no-untyped-def]
+def sync(env: Env, server: ldap.Slapd, **overrides: object) -> SyncResult:
     snapshot = read_directory(dir_config(server, **overrides))
     return apply_snapshot(env.cloud.users, env.cloud.groups, snapshot)
 

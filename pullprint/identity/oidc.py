@@ -17,6 +17,7 @@ codes, tokens and PKCE verifiers are never logged.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import secrets
 import threading
@@ -100,6 +101,11 @@ class PendingLogin:
     code_verifier: str
     created_at: float
     expires_at: float
+    binding: str = ""  # sha256 of the browser's binding cookie; empty: not bound
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 class LoginStore:
@@ -113,7 +119,7 @@ class LoginStore:
 
     @staticmethod
     def _key(state: str) -> str:
-        return hashlib.sha256(state.encode()).hexdigest()
+        return _digest(state)
 
     def put(self, login: PendingLogin) -> None:
         """Keep ``login`` until taken or expired (drops expired ones first; OidcError when
@@ -246,16 +252,26 @@ class OidcClient:
 
     # -- the flow --
 
-    def start_login(self) -> LoginStart:
+    def start_login(self, binding: str = "") -> LoginStart:
         """Make a state, a nonce and a PKCE verifier, keep them (``login_seconds``), and
-        return the provider's authorization URL carrying state, nonce and the S256 challenge."""
+        return the provider's authorization URL carrying state, nonce and the S256 challenge.
+        ``binding`` (a secret the browser keeps in a cookie) must come back to finish it."""
         from authlib.common.security import generate_token
 
         state = secrets.token_urlsafe(32)
         nonce = secrets.token_urlsafe(32)
         verifier = generate_token(64)  # RFC 7636: 43 to 128 unreserved characters
         now = self._clock()
-        self.store.put(PendingLogin(state, nonce, verifier, now, now + self.cfg.login_seconds))
+        self.store.put(
+            PendingLogin(
+                state,
+                nonce,
+                verifier,
+                now,
+                now + self.cfg.login_seconds,
+                _digest(binding) if binding else "",
+            )
+        )
         endpoint = self.metadata().authorization_endpoint
         with self._oauth() as oauth:
             url, _ = oauth.create_authorization_url(
@@ -265,14 +281,22 @@ class OidcClient:
         return LoginStart(str(url), state)
 
     def finish_login(
-        self, *, state: str | None, code: str | None, error: str | None = None
+        self,
+        *,
+        state: str | None,
+        code: str | None,
+        error: str | None = None,
+        binding: str = "",
     ) -> VerifiedLogin:
-        """Take the login started with ``state`` (once), exchange ``code`` for tokens with the
-        PKCE verifier, and verify the ID token. OidcError for a wrong or used state, an expired
-        login, a provider error, a refused code (e.g. replayed) or a token that fails a check."""
+        """Take the login started with ``state`` (once), check the browser's ``binding``,
+        exchange ``code`` for tokens with the PKCE verifier, and verify the ID token. OidcError
+        for a wrong or used state, an expired login, another browser, a provider error, a
+        refused code (e.g. replayed) or a token that fails a check."""
         if not state:
             raise OidcError("the callback has no state")
         pending = self.store.take(state)
+        if pending.binding and not hmac.compare_digest(pending.binding, _digest(binding)):
+            raise OidcError("this login was started in another browser (no matching cookie)")
         if error:
             raise OidcError(f"the provider refused the login: {error}")
         if not code:
