@@ -32,6 +32,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from pullprint.cloud import schemas
 from pullprint.cloud.auth import Principal
 from pullprint.cloud.context import Cloud, admin, cloud_of
 from pullprint.config import DirectoryConfig, OidcConfig
@@ -142,7 +143,16 @@ router = APIRouter(lifespan=lifespan)
 # -- directory ---------------------------------------------------------------------------------
 
 
-@router.post("/directory/sync")
+_EMPTY_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
+    }
+}
+_PUBLIC = {"security": []}  # reached by a browser before it has any token
+
+
+@router.post("/directory/sync", openapi_extra=_EMPTY_BODY, responses=schemas.answers(None))
 async def directory_sync(request: Request, _p: Principal = Depends(admin)) -> dict[str, Any]:
     """Run one directory sync now (admin): read the directory, write users, cards and groups,
     disable the users gone from it. 502 with the reason when the directory cannot be read."""
@@ -154,7 +164,7 @@ async def directory_sync(request: Request, _p: Principal = Depends(admin)) -> di
     return result.to_json()
 
 
-@router.get("/directory/sync")
+@router.get("/directory/sync", responses=schemas.answers(None))
 async def directory_status(request: Request, _p: Principal = Depends(admin)) -> dict[str, Any]:
     """The last sync (time, result or error) and when the next scheduled one is due (admin)."""
     return _directory(request).status.to_json()
@@ -167,7 +177,7 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-@router.get("/sso/login", status_code=303)
+@router.get("/sso/login", status_code=303, openapi_extra=_PUBLIC, responses=schemas.answers(None))
 async def sso_login(request: Request) -> Response:
     """Start a single sign-on login: answer 303 to the provider's authorization URL, and set
     a short-lived cookie that binds the login to this browser."""
@@ -190,7 +200,7 @@ async def sso_login(request: Request) -> Response:
     return response
 
 
-@router.get("/sso/callback")
+@router.get("/sso/callback", openapi_extra=_PUBLIC, responses=schemas.answers(None))
 async def sso_callback(request: Request) -> Response:
     """Finish a single sign-on login (the provider redirects here with ``code`` and
     ``state``): verify it, create or update the user (source ``oidc``), open a session and
