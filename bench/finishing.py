@@ -2,9 +2,11 @@
 
 Cases on generated 50- and 500-page image-heavy PDFs:
 - ``nup2_<n>p``: our 2-up + page-ranges + copies (apply_plan) against pdftopdf doing the same;
-- ``grey_<n>p``: our greyscale (apply_plan) against a plain ghostscript call.
+- ``grey_<n>p``: our greyscale (apply_plan) against a plain ghostscript call, on all n pages.
 One JSON line per case: {"bench":"finishing","case":..,"ours_s":..,"ref":..,"ref_s":..,"ratio":..}.
-Medians of a few runs. Goal: ratio <= 1.5 for layout, <= 1.05 for greyscale.
+Ours and the reference run alternately (ours, ref, ours, ref, ...) so that a change in the
+machine's load during the run weighs on both alike; each figure is the median of its runs.
+Goal: ratio <= 1.5 for layout, <= 1.05 for greyscale.
 """
 
 from __future__ import annotations
@@ -43,13 +45,17 @@ GS_GREY = [
 ]
 
 
-def median_time(func: Callable[[], object], runs: int) -> float:
-    times = []
+def paired_medians(
+    ours: Callable[[], object], ref: Callable[[], object], runs: int
+) -> tuple[float, float]:
+    """Median seconds of ``ours`` and of ``ref``, run alternately ``runs`` times each."""
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(runs):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for func, out in ((ours, times[0]), (ref, times[1])):
+            start = time.perf_counter()
+            func()
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def report(case: str, ours: float, ref: str, ref_s: float) -> None:
@@ -62,7 +68,8 @@ def report(case: str, ours: float, ref: str, ref_s: float) -> None:
                 "ref": ref,
                 "ref_s": round(ref_s, 4),
                 "ratio": round(ours / ref_s, 3),
-            }
+            },
+            separators=(",", ":"),
         ),
         flush=True,
     )
@@ -76,12 +83,11 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        for pages, image_kb, runs, grey_pages in ((50, 100, 5, 50), (500, 100, 3, 100)):
+        for pages, image_kb, runs, grey_runs in ((50, 100, 5, 5), (500, 100, 3, 3)):
             src = make_pdf(tmp / f"src{pages}.pdf", pages, image_kb=image_kb)
             last = pages * 4 // 5
             layout = {"number-up": "2", "page-ranges": f"1-{last}", "copies": "2"}
             plan = make_plan(layout, None, caps, "socket", applied_at_submission={})
-            ours = median_time(lambda: apply_plan(plan, src, tmp / "ours.pdf"), runs)  # noqa: B023
             # pdftopdf counts page-ranges after number-up: ask it for the same sheets
             sheets = (last + 1) // 2
             ref_args = [
@@ -98,34 +104,19 @@ def main() -> int:
                 with (tmp / "ref.pdf").open("wb") as out:
                     subprocess.run(ref_args, stdout=out, stderr=subprocess.DEVNULL, check=True)  # noqa: B023
 
-            report(f"nup2_{pages}p", ours, "pdftopdf", median_time(ref, runs))
-            # greyscale: ghostscript is slow on images; time it on the first grey_pages pages
-            grey_src = src
-            if grey_pages < pages:
-                grey_src = tmp / f"grey{grey_pages}.pdf"
-                subprocess.run(
-                    [
-                        "qpdf",
-                        "--empty",
-                        "--pages",
-                        str(src),
-                        f"1-{grey_pages}",
-                        "--",
-                        str(grey_src),
-                    ],
-                    check=True,
-                )
+            ours, ref_s = paired_medians(
+                lambda: apply_plan(plan, src, tmp / "ours.pdf"),  # noqa: B023
+                ref,
+                runs,
+            )
+            report(f"nup2_{pages}p", ours, "pdftopdf", ref_s)
             grey_plan = make_plan(
                 {"print-color-mode": "monochrome"}, None, caps, "socket", applied_at_submission={}
             )
-            grey_runs = 3
-            ours_g = median_time(
-                lambda: apply_plan(grey_plan, grey_src, tmp / "og.pdf"),  # noqa: B023
-                grey_runs,
-            )
-            ref_g = median_time(
+            ours_g, ref_g = paired_medians(
+                lambda: apply_plan(grey_plan, src, tmp / "og.pdf"),  # noqa: B023
                 lambda: subprocess.run(
-                    [*GS_GREY, f"-sOutputFile={tmp / 'rg.pdf'}", str(grey_src)],  # noqa: B023
+                    [*GS_GREY, f"-sOutputFile={tmp / 'rg.pdf'}", str(src)],  # noqa: B023
                     check=True,
                 ),
                 grey_runs,
