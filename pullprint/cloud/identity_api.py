@@ -143,13 +143,13 @@ router = APIRouter(lifespan=lifespan)
 # -- directory ---------------------------------------------------------------------------------
 
 
-_EMPTY_BODY = {
+_EMPTY_BODY: dict[str, Any] = {
     "requestBody": {
         "required": False,
         "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
     }
 }
-_PUBLIC = {"security": []}  # reached by a browser before it has any token
+_PUBLIC: dict[str, Any] = {"security": []}  # reached by a browser before it has any token
 
 
 @router.post("/directory/sync", openapi_extra=_EMPTY_BODY, responses=schemas.answers(None))
