@@ -99,6 +99,7 @@ class DirectoryConfig:
     group_name_attribute: str = "cn"
     member_attributes: tuple[str, ...] = ("member", "uniqueMember", "memberUid")
     start_tls: bool = False
+    tls_ca_file: str = ""  # CA certificates (PEM) for ldaps/StartTLS; empty: the system's
     timeout_seconds: float = 10.0
     page_size: int = 500  # paged search (RFC 2696) page size
     sync_seconds: int = 3600  # scheduled sync every this many seconds; 0: on demand only

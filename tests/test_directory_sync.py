@@ -491,3 +491,27 @@ def test_sync_endpoint_is_admin_only_and_cli_runs_it(
         assert failed.status_code == 502 and "cannot bind" in failed.json()["detail"]
         assert directory.sync_password not in failed.text
     env.cloud.engine.dispose()
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+def test_ldaps_and_starttls_check_the_certificate() -> None:
+    with ldap.Slapd(tls=True) as server:
+        server.start(people())
+        cfg = dir_config(server, url=server.ldaps_url, tls_ca_file=str(server.ca_file))
+        assert len(read_directory(cfg).users) == 5
+        starttls = dataclasses.replace(cfg, url=server.url, start_tls=True)
+        assert len(read_directory(starttls).users) == 5
+        # Without the private CA (system CAs only), neither is trusted.
+        for untrusted in (
+            dataclasses.replace(cfg, tls_ca_file=""),
+            dataclasses.replace(starttls, tls_ca_file=""),
+        ):
+            with pytest.raises(DirectoryError, match="certificate verify failed"):
+                read_directory(untrusted)
+    with ldap.Slapd(tls=True, cert_host="127.0.0.2") as other:
+        other.start(people())
+        cfg = dir_config(other, url=other.ldaps_url, tls_ca_file=str(other.ca_file))
+        with pytest.raises(DirectoryError, match="doesn't match any name"):
+            read_directory(cfg)  # a certificate for another host

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -129,7 +130,11 @@ def _connect(cfg: DirectoryConfig) -> Any:
     from ldap3.core.exceptions import LDAPException
 
     try:
-        server = ldap3.Server(cfg.url, get_info=ldap3.NONE, connect_timeout=cfg.timeout_seconds)
+        # ldap3's default Tls() checks no certificate: require one, and the host name.
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=cfg.tls_ca_file or None)
+        server = ldap3.Server(
+            cfg.url, get_info=ldap3.NONE, connect_timeout=cfg.timeout_seconds, tls=tls
+        )
         conn = ldap3.Connection(
             server,
             user=cfg.bind_dn or None,
@@ -143,7 +148,7 @@ def _connect(cfg: DirectoryConfig) -> Any:
         if cfg.start_tls:
             conn.start_tls()
         conn.bind()
-    except LDAPException as exc:
+    except (LDAPException, ssl.SSLError, OSError) as exc:
         who = cfg.bind_dn or "anonymous"
         raise DirectoryError(
             f"directory {cfg.url}: cannot bind as {who}: {type(exc).__name__}: {exc}"

@@ -92,14 +92,82 @@ def posix_group_ldif(cn: str, gid: int, member_uids: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class Slapd:
-    """One private slapd on ldap://127.0.0.1:``port`` with suffix ``SUFFIX``."""
+def make_tls_files(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for ``host`` (an IP SAN) signed by it, as PEM
+    files in ``folder``: (ca.pem, server.pem, server.key, 0600)."""
+    import datetime
+    import ipaddress
 
-    def __init__(self) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pullprint test LDAP CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, cert_path, key_path = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return ca_path, cert_path, key_path
+
+
+class Slapd:
+    """One private slapd on ldap://127.0.0.1:``port`` with suffix ``SUFFIX``; with ``tls``
+    also on ldaps://127.0.0.1:``tls_port`` (and StartTLS), its certificate signed by a private
+    CA whose certificate is ``ca_file``."""
+
+    def __init__(self, tls: bool = False, cert_host: str = "127.0.0.1") -> None:
         for tool in (SLAPD, SLAPADD, SLAPPASSWD, LDAPMODIFY):
             _need(tool)
         self.port = free_port()
         self.url = f"ldap://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.cert_host = cert_host  # the name in the server certificate (tests of a mismatch)
+        self.tls_port = free_port() if tls else 0
+        self.ldaps_url = f"ldaps://127.0.0.1:{self.tls_port}" if tls else ""
         self.suffix = SUFFIX
         self.root_dn = ROOT_DN
         self.root_password = secrets.token_urlsafe(16)
@@ -109,6 +177,7 @@ class Slapd:
         self.conf = self.folder / "slapd.conf"
         self.data = self.folder / "data"
         self.log_path = self.folder / "slapd.log"
+        self.ca_file = self.folder / "ca.pem"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _hash(self, password: str) -> str:
@@ -129,9 +198,14 @@ class Slapd:
             f"include {SCHEMA_DIR / name}.schema"
             for name in ("core", "cosine", "inetorgperson", "nis")
         )
+        tls = ""
+        if self.tls:
+            ca, cert, key = make_tls_files(self.folder, self.cert_host)
+            tls = f"TLSCACertificateFile {ca}\nTLSCertificateFile {cert}\n"
+            tls += f"TLSCertificateKeyFile {key}\n"
         self.conf.write_text(
             f"""{schemas}
-pidfile {self.folder / "slapd.pid"}
+{tls}pidfile {self.folder / "slapd.pid"}
 argsfile {self.folder / "slapd.args"}
 modulepath {MODULE_DIR}
 moduleload back_mdb
@@ -146,7 +220,7 @@ directory {self.data}
 index objectClass eq
 index uid eq
 limits dn.exact="{SYNC_DN}" size.soft={SOFT_SIZE_LIMIT} size.hard={SOFT_SIZE_LIMIT}
-  size.pr=100 size.prtotal=unlimited
+  size.pr=unlimited size.prtotal=unlimited
 access to attrs=userPassword by self write by anonymous auth by * none
 access to * by dn.exact="{SYNC_DN}" read by self read by * none
 """,
@@ -201,13 +275,23 @@ userPassword: {self._hash(self.sync_password)}
             raise RuntimeError(f"slapadd failed ({done.returncode}): {done.stderr.strip()}")
         with self.log_path.open("wb") as out:
             self._proc = subprocess.Popen(
-                [str(SLAPD), "-f", str(self.conf), "-h", f"{self.url}/", "-d", "stats"],
+                [
+                    str(SLAPD),
+                    "-f",
+                    str(self.conf),
+                    "-h",
+                    " ".join(f"{u}/" for u in (self.url, self.ldaps_url) if u),
+                    "-d",
+                    "stats",
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
         try:
-            wait_listening(self.port, timeout=15)
+            for port in (self.port, self.tls_port):
+                if port:
+                    wait_listening(port, timeout=15)
         except TimeoutError as exc:
             code = self._proc.poll()
             raise RuntimeError(f"slapd did not listen (exit {code}):\n{self.log_tail()}") from exc
