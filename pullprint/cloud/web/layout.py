@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
@@ -34,7 +37,7 @@ from pullprint.cloud import signing
 from pullprint.cloud.auth import Principal, Role
 from pullprint.cloud.context import cloud_of
 from pullprint.cloud.sessions import SESSION_PREFIX
-from pullprint.errors import Forbidden, Unauthorized
+from pullprint.errors import CloudRefused, Forbidden, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ STATIC = HERE / "static"
 SESSION_COOKIE = "pullprint_session"
 CSRF_COOKIE = "pullprint_csrf"
 CSRF_FIELD = "csrf_token"
+FLASH_COOKIE = "pullprint_flash"
 _CSRF_CONTEXT = b"pullprint-web-csrf-v1"
 
 ENV = jinja2.Environment(
@@ -186,13 +190,26 @@ def finish(request: Request, response: Response) -> Response:
     return response
 
 
+def _flash(request: Request) -> tuple[str, str]:
+    raw = request.cookies.get(FLASH_COOKIE, "")
+    if not raw:
+        return "", ""
+    try:
+        data = json.loads(unquote(raw))
+        return str(data.get("m", ""))[:500], str(data.get("e", ""))[:500]
+    except (ValueError, AttributeError):
+        return "", ""
+
+
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
     """Render ``template`` (under ``web/templates``) with ``context`` plus ``request``,
-    ``me`` (the signed-in principal or None), ``csrf`` (the form token), ``sso`` and
-    ``currency``. Sets the anonymous CSRF cookie if this request made one."""
+    ``me`` (the signed-in principal or None), ``csrf`` (the form token), ``sso``,
+    ``currency`` and the ``message``/``error`` of the last redirect (the flash cookie, then
+    cleared). Sets the anonymous CSRF cookie if this request made one."""
     context.setdefault("me", current(request))
-    context.setdefault("message", "")
-    context.setdefault("error", "")
+    message, error = _flash(request)
+    context.setdefault("message", message)
+    context.setdefault("error", error)
     context.setdefault("nav", "")
     page = ENV.get_template(template).render(
         request=request,
@@ -206,12 +223,20 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     response.headers["Referrer-Policy"] = "same-origin"
+    if FLASH_COOKIE in request.cookies:
+        response.delete_cookie(FLASH_COOKIE, path="/")
     return finish(request, response)
 
 
-def redirect(request: Request, path: str) -> Response:
-    """A 303 See Other to ``path`` (after a successful POST)."""
+def redirect(request: Request, path: str, message: str = "", error: str = "") -> Response:
+    """A 303 See Other to ``path`` (after a POST); ``message``/``error`` are shown once on
+    the next page rendered (a short-lived flash cookie)."""
     response = Response(status_code=303, headers={"Location": safe_next(path)})
+    if message or error:
+        value = quote(json.dumps({"m": message, "e": error}), safe="")
+        response.set_cookie(
+            FLASH_COOKIE, value, max_age=60, httponly=True, samesite="lax", path="/"
+        )
     return finish(request, response)
 
 
@@ -226,3 +251,20 @@ def set_session_cookie(request: Request, response: Response, token: str, max_age
         path="/",
         secure=request.url.scheme == "https",
     )
+
+
+class WebRoute(APIRoute):
+    """A route of the web pages: a refusal (``pullprint.errors.CloudRefused``) becomes an HTML
+    page (``error.html``) with its status and message instead of the API's JSON. Use it with
+    ``APIRouter(route_class=WebRoute)``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except CloudRefused as exc:
+                return render(request, "error.html", status_code=exc.status, error=exc.message)
+
+        return handle
