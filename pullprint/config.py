@@ -34,7 +34,8 @@ class CloudConfig:
     currency: str = "EUR"
     long_poll_seconds: float = 25.0
     # Release and documents (issue 4).
-    storage_mode: str = "cloud"  # "cloud": encrypted in storage_dir; "node": stays on the node
+    storage_mode: str = "cloud"  # "cloud": encrypted in storage_dir; "node": stays on the node;
+    # "s3": encrypted in the s3_bucket (below)
     download_url_seconds: int = 60  # lifetime of a signed download URL
     download_signing_key: str = ""  # HMAC key for download URLs; empty: one kept in the database
     expire_seconds: int = 3 * 24 * 3600  # unprinted jobs expire after this long
@@ -42,6 +43,14 @@ class CloudConfig:
     retention_sweep_seconds: float = 60.0  # how often the server runs the retention sweep
     tls_cert: str = ""  # PEM certificate (chain) file: serve HTTPS when set with tls_key
     tls_key: str = ""  # PEM private key file
+    # S3-compatible object storage (issue 10), storage_mode = "s3": each document is encrypted
+    # with its own key (as in "cloud" mode) before it is uploaded.
+    s3_endpoint_url: str = ""  # e.g. "http://127.0.0.1:8333"; empty: AWS's own endpoint
+    s3_bucket: str = "pullprint-documents"  # created at start if it is missing
+    s3_prefix: str = ""  # key prefix inside the bucket, e.g. "site1/"
+    s3_region: str = "us-east-1"
+    s3_access_key: str = ""  # empty: boto3's credential chain (environment, files, role)
+    s3_secret_key: str = ""
     # Identity (issue 3).
     session_seconds: int = 8 * 3600  # a signed-in user's session lasts this long
     terminal_session_seconds: int = 120  # a session at a terminal (the kiosk's auto sign-out)

@@ -37,7 +37,7 @@ from pullprint.cloud.context import (
     read_json,
     self_or_admin,
 )
-from pullprint.cloud.documents import Documents
+from pullprint.cloud.documents import S3_MODE, Documents, storage_kind
 from pullprint.cloud.groups import DelegateKind, Delegation, Delegations, Groups
 from pullprint.cloud.jobs import Download, JobBook
 from pullprint.cloud.limits import BodyLimit
@@ -62,11 +62,11 @@ CARD_REGISTRATION = ("auto", "approve", "off")
 def check_config(config: CloudConfig) -> StorageKind:
     """The values ``config.parse`` cannot check alone; ConfigError names the key."""
     try:
-        storage = StorageKind(config.storage_mode)
+        storage = storage_kind(config.storage_mode)
     except ValueError:
         raise ConfigError(
             f"cloud.storage_mode: expected one of {', '.join(k.value for k in StorageKind)}, "
-            f"got {config.storage_mode!r}"
+            f"{S3_MODE}, got {config.storage_mode!r}"
         ) from None
     if config.download_url_seconds < 1:
         raise ConfigError("cloud.download_url_seconds: must be at least 1")
@@ -96,7 +96,7 @@ def create_app(
     storage = check_config(config)
     engine = db.make_engine(config.database_url)
     db.upgrade(engine)
-    documents = Documents(engine, config.storage_dir, clock)
+    documents = Documents.from_config(engine, config, clock)
     if notifier is None:
         notifier = PgNotifier(engine) if engine.dialect.name == "postgresql" else LocalNotifier()
     users = UserDirectory(engine, clock=clock)
