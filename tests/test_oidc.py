@@ -196,6 +196,18 @@ def test_full_login_with_pkce_through_real_redirects(env: Env, served: Served) -
     assert "unknown or already used state" in again.json()["detail"]
 
 
+def test_a_browser_is_sent_on_to_the_web_pages(env: Env, served: Served) -> None:
+    browser = requests.Session()
+    browser.headers["Accept"] = "text/html,application/xhtml+xml,*/*;q=0.8"
+    form = browser.get(f"{served.base}{PREFIX}/sso/login", timeout=10)
+    callback = follow_to_callback(browser, sign_in_at_provider(browser, form, ALICE))
+    done = browser.get(callback, allow_redirects=False, timeout=10)
+    assert done.status_code == 303 and done.headers["location"] == identity_api.WEB_HOME
+    token = browser.cookies.get(identity_api.SESSION_COOKIE)
+    session = env.cloud.sessions.resolve(token or "")
+    assert session is not None and session.user == "alice"
+
+
 def test_wrong_state_is_refused(served: Served) -> None:
     answer = requests.get(
         f"{served.base}{PREFIX}/sso/callback",

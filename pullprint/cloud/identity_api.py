@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "pullprint_session"
 BINDING_COOKIE = "pullprint_sso"
+WEB_HOME = "/"  # where a browser goes once signed in by single sign-on
 TICK_SECONDS = 5.0  # how often the background loop asks whether a scheduled sync is due
 
 
@@ -200,12 +201,19 @@ async def sso_login(request: Request) -> Response:
     return response
 
 
+def _wants_html(request: Request) -> bool:
+    """True when the caller is a browser navigating (Accept lists text/html first)."""
+    accept = request.headers.get("accept", "")
+    return accept.split(",", 1)[0].strip().lower().startswith("text/html")
+
+
 @router.get("/sso/callback", openapi_extra=_PUBLIC, responses=schemas.answers(None))
 async def sso_callback(request: Request) -> Response:
     """Finish a single sign-on login (the provider redirects here with ``code`` and
     ``state``): verify it, create or update the user (source ``oidc``), open a session and
     answer ``{"user", "token", "kind", "expires_in"}``, the token also as the
-    ``pullprint_session`` cookie. 401 with the reason when the login is refused."""
+    ``pullprint_session`` cookie; a browser (Accept: text/html) is sent on to the web pages
+    (303) instead. 401 with the reason when the login is refused."""
     client = _oidc(request)
     cloud = cloud_of(request)
     identity = _identity(request)
@@ -232,7 +240,11 @@ async def sso_callback(request: Request) -> Response:
         raise Unauthorized(401, f"single sign-on refused: {exc}") from exc
     token = await run_in_threadpool(cloud.sessions.open, user, "sso")
     ttl = int(cloud.sessions.ttl)
-    response = JSONResponse({"user": user, "token": token, "kind": "sso", "expires_in": ttl})
+    response: Response
+    if _wants_html(request):  # a browser: to the web pages, signed in by the cookie
+        response = RedirectResponse(WEB_HOME, status_code=303)
+    else:
+        response = JSONResponse({"user": user, "token": token, "kind": "sso", "expires_in": ttl})
     response.set_cookie(
         SESSION_COOKIE,
         token,
