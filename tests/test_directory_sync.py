@@ -515,3 +515,20 @@ def test_ldaps_and_starttls_check_the_certificate() -> None:
         cfg = dir_config(other, url=other.ldaps_url, tls_ca_file=str(other.ca_file))
         with pytest.raises(DirectoryError, match="doesn't match any name"):
             read_directory(cfg)  # a certificate for another host
+
+
+def test_a_cleartext_bind_is_warned_about(
+    env: Env, directory: ldap.Slapd, caplog: pytest.LogCaptureFixture
+) -> None:
+    remote = dir_config(directory, url="ldap://ldap.example.org")
+    DirectorySync(remote, env.cloud.users, env.cloud.groups)
+    assert "sends the bind password unencrypted" in caplog.text
+    assert directory.sync_password not in caplog.text
+    caplog.clear()
+    for fine in (
+        dir_config(directory),  # loopback
+        dataclasses.replace(remote, start_tls=True),
+        dataclasses.replace(remote, url="ldaps://ldap.example.org"),
+    ):
+        DirectorySync(fine, env.cloud.users, env.cloud.groups)
+    assert "unencrypted" not in caplog.text

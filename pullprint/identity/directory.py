@@ -13,6 +13,7 @@ The bind password is never logged, nor are PINs; errors are :class:`DirectoryErr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -129,6 +130,7 @@ def _connect(cfg: DirectoryConfig) -> Any:
     import ldap3
     from ldap3.core.exceptions import LDAPException
 
+    conn: Any = None
     try:
         # ldap3's default Tls() checks no certificate: require one, and the host name.
         tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=cfg.tls_ca_file or None)
@@ -149,6 +151,9 @@ def _connect(cfg: DirectoryConfig) -> Any:
             conn.start_tls()
         conn.bind()
     except (LDAPException, ssl.SSLError, OSError) as exc:
+        if conn is not None:
+            with contextlib.suppress(LDAPException, OSError):
+                conn.unbind()  # close the socket now, not at garbage collection
         who = cfg.bind_dn or "anonymous"
         raise DirectoryError(
             f"directory {cfg.url}: cannot bind as {who}: {type(exc).__name__}: {exc}"
@@ -404,6 +409,16 @@ def apply_snapshot(
     return result
 
 
+def cleartext_bind(cfg: DirectoryConfig) -> bool:
+    """True if a password would cross the network unencrypted (plain ldap:// without
+    StartTLS, to a host that is not loopback)."""
+    if not cfg.bind_password or cfg.start_tls or not cfg.url.lower().startswith("ldap://"):
+        return False
+    host = cfg.url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+    host = host.split("]")[0].lstrip("[") if host.startswith("[") else host.rsplit(":", 1)[0]
+    return not (host in ("localhost", "::1") or host.startswith("127."))
+
+
 # -- schedule ----------------------------------------------------------------------------------
 
 
@@ -446,6 +461,12 @@ class DirectorySync:
         self._reader = reader
         self._lock = threading.Lock()
         self.status = SyncStatus(next_due=clock())
+        if cleartext_bind(cfg):
+            log.warning(
+                "directory.url %s sends the bind password unencrypted: use ldaps:// or "
+                "directory.start_tls",
+                cfg.url,
+            )
 
     @property
     def enabled(self) -> bool:
