@@ -227,7 +227,7 @@ class OidcClient:
             answer = self._http.get(url, timeout=self.cfg.timeout_seconds)
             answer.raise_for_status()
             keys = KeySet.import_key_set(answer.json())
-        except (requests.RequestException, ValueError, JoseError) as exc:
+        except (requests.RequestException, ValueError, KeyError, TypeError, JoseError) as exc:
             raise OidcError(f"the provider's keys at {url} could not be read: {exc}") from exc
         with self._lock:
             self._jwks = keys
