@@ -10,12 +10,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from pullprint.cloud.web import user
+from pullprint.cloud.web import kiosk, upload, user
 from pullprint.cloud.web.layout import STATIC
 from pullprint.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
 router.include_router(user.router)
+router.include_router(upload.router)
+router.include_router(kiosk.router)
 
 _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 

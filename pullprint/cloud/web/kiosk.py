@@ -1,0 +1,263 @@
+"""The terminal kiosk page (release stations, MFP browsers): ``/kiosk``.
+
+A terminal is set up once by opening ``/kiosk?terminal=TOKEN`` (its secret from
+``POST /api/v1/terminals``): the token is kept in the HttpOnly cookie ``pullprint_terminal``
+(path ``/kiosk``) and removed from the address. People then sign in there as the terminal
+allows: a card number (the field has focus, so a keyboard-wedge reader types it and presses
+Enter), user and PIN, or picking their name. The sign-in opens a terminal session
+(``cloud.terminal_session_seconds``, bound to the terminal's printer) kept in the cookie
+``pullprint_kiosk``; the page counts down and signs out at zero, and the session expires on the
+server anyway. Signed in: my held jobs, released one by one (with grey / two-sided / copies
+changes) or all at once to this terminal's printer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from pullprint.cloud import validate
+from pullprint.cloud.auth import Principal
+from pullprint.cloud.context import Cloud, cloud_of
+from pullprint.cloud.sessions import SESSION_PREFIX, TERMINAL_PREFIX, Terminal
+from pullprint.cloud.validate import ReleaseRequest
+from pullprint.cloud.web import layout
+from pullprint.cloud.web.layout import check_form, render
+from pullprint.cloud.web.user import (
+    COLOR_LABELS,
+    SIDES_LABELS,
+    choices_from,
+    estimate,
+    facts,
+    thumbnails,
+)
+from pullprint.errors import (
+    CloudRefused,
+    DocumentError,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    WrongSecret,
+)
+from pullprint.identity.lockout import check_lockout, counted
+from pullprint.model import JobState
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(route_class=layout.WebRoute)
+
+TERMINAL_COOKIE = "pullprint_terminal"
+KIOSK_COOKIE = "pullprint_kiosk"
+PATH = "/kiosk"
+TERMINAL_COOKIE_SECONDS = 400 * 24 * 3600  # browsers cap cookies at 400 days
+
+
+def _terminal(request: Request) -> tuple[Terminal, str] | None:
+    token = request.cookies.get(TERMINAL_COOKIE, "")
+    if not token.startswith(TERMINAL_PREFIX):
+        return None
+    found = cloud_of(request).terminals.resolve(token)
+    return (found, token) if found else None
+
+
+def _signed_in(request: Request, terminal: Terminal) -> tuple[Principal, str] | None:
+    """The person signed in at this terminal (a live terminal session of this terminal)."""
+    token = request.cookies.get(KIOSK_COOKIE, "")
+    if not token.startswith(SESSION_PREFIX):
+        return None
+    try:
+        found = cloud_of(request).auth.authenticate("Bearer " + token)
+    except Unauthorized:
+        return None
+    if not found.user or found.terminal != terminal.name:
+        return None
+    return found, token
+
+
+def _go(request: Request, message: str = "", error: str = "") -> Response:
+    return layout.redirect(request, PATH, message=message, error=error)
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, age: int) -> None:
+    response.set_cookie(
+        name, value, max_age=age, httponly=True, samesite="strict", path=PATH,
+        secure=request.url.scheme == "https",
+    )  # fmt: skip
+
+
+@router.get(PATH)
+async def kiosk(request: Request) -> Response:
+    """The kiosk: set up (``?terminal=TOKEN``), sign-in, or the signed-in person's jobs."""
+    cloud = cloud_of(request)
+    given = request.query_params.get("terminal", "")
+    if given:
+        if not given.startswith(TERMINAL_PREFIX) or cloud.terminals.resolve(given) is None:
+            raise Unauthorized(401, "this terminal token is not valid: ask an admin for a new one")
+        response = _go(request, message="This terminal is set up.")
+        _set_cookie(request, response, TERMINAL_COOKIE, given, TERMINAL_COOKIE_SECONDS)
+        return response
+    found = await run_in_threadpool(_terminal, request)
+    if found is None:
+        return render(request, "kiosk_setup.html", status_code=401, body_class="kiosk")
+    terminal, token = found
+    session = await run_in_threadpool(_signed_in, request, terminal)
+    if session is None:
+        layout.set_csrf_anchor(request, token)
+        users: list[str] = []
+        if "username" in terminal.methods:
+            users = [u.name for u in await run_in_threadpool(cloud.users.all) if not u.disabled]
+        return render(
+            request, "kiosk_signin.html", terminal=terminal, users=users, body_class="kiosk"
+        )
+    me, session_token = session
+    layout.set_csrf_anchor(request, session_token)
+    return await run_in_threadpool(_jobs_page, request, cloud, terminal, me, session_token)
+
+
+def _jobs_page(
+    request: Request, cloud: Cloud, terminal: Terminal, me: Principal, token: str
+) -> Response:
+    held = [j for j in cloud.jobs.list_for(me.user) if j.state in (JobState.HELD, JobState.FAILED)]
+    printer = cloud.printers.get(terminal.printer)
+    costs = {j.uuid: estimate(cloud, j, printer, {}) for j in held} if printer else {}
+    left = max(0, int(cloud.sessions.expires_at(token) - time.time()))
+    return render(
+        request, "kiosk.html", terminal=terminal, me=me, held=held, costs=costs, facts=facts,
+        seconds_left=left, color_labels=COLOR_LABELS, sides_labels=SIDES_LABELS,
+        body_class="kiosk",
+    )  # fmt: skip
+
+
+@router.post(f"{PATH}/signin")
+async def kiosk_signin(request: Request) -> Response:
+    """Sign in at this terminal by card, by user and PIN, or by picking a name, each only where
+    the terminal allows it; wrong cards and PINs count towards the lockout (as the API's
+    ``POST /terminal/sign-in``)."""
+    cloud = cloud_of(request)
+    found = await run_in_threadpool(_terminal, request)
+    if found is None:
+        raise Unauthorized(401, "this terminal is not set up: open /kiosk?terminal=TOKEN once")
+    terminal, token = found
+    layout.set_csrf_anchor(request, token)
+    form = await check_form(request)
+
+    def field(key: str) -> str:
+        value = form.get(key)
+        return value.strip() if isinstance(value, str) else ""
+
+    method = field("method")
+    try:
+        if method not in terminal.methods:
+            raise Forbidden(403, f"this terminal does not allow sign-in by {method or '?'}")
+        await asyncio.sleep(check_lockout(cloud.lockout, None, terminal.name))
+        if method == "card":
+            key = validate.card(field("card"))
+            user = await run_in_threadpool(cloud.users.by_card, key)
+            if user is None:
+                cloud.lockout.failure(f"card:{key}", terminal.name)
+                log.warning("unknown or unapproved card at terminal %s", terminal.name)
+                raise WrongSecret(403, "this card is not registered (or not yet approved)")
+            check_lockout(cloud.lockout, user)
+            cloud.lockout.success(user, terminal.name)
+        else:
+            user = validate.name(field("user"))
+            check_lockout(cloud.lockout, user)
+            if method == "pin":
+                pin = validate.pin(field("pin"))
+                with counted(cloud.lockout, user, terminal.name):
+                    if not await run_in_threadpool(cloud.users.verify, user, pin):
+                        raise WrongSecret(403, "wrong user name or PIN")
+            elif not await run_in_threadpool(cloud.users.exists, user):
+                raise NotFound(404, f"no user {user}")
+    except CloudRefused as exc:
+        return _go(request, error=exc.message)
+    session = await run_in_threadpool(cloud.sessions.open, user, "terminal", terminal.name)
+    log.info("%s signed in at kiosk %s by %s", user, terminal.name, method)
+    response = _go(request)
+    _set_cookie(request, response, KIOSK_COOKIE, session, int(cloud.sessions.terminal_ttl))
+    return response
+
+
+async def _session(request: Request) -> tuple[Cloud, Terminal, Principal]:
+    """The terminal and the signed-in person of a kiosk POST (CSRF checked)."""
+    found = await run_in_threadpool(_terminal, request)
+    if found is None:
+        raise Unauthorized(401, "this terminal is not set up: open /kiosk?terminal=TOKEN once")
+    terminal, _token = found
+    session = await run_in_threadpool(_signed_in, request, terminal)
+    if session is None:
+        raise Unauthorized(401, "signed out: sign in again")
+    layout.set_csrf_anchor(request, session[1])
+    return cloud_of(request), terminal, session[0]
+
+
+@router.post(f"{PATH}/release")
+async def kiosk_release(request: Request) -> Response:
+    """Release one job to this terminal's printer, with the chosen changes."""
+    try:
+        cloud, terminal, me = await _session(request)
+    except Unauthorized as exc:
+        return _go(request, error=exc.message)
+    form = await check_form(request)
+    raw = form.get("job")
+    try:
+        uuid = validate.job_uuid(raw if isinstance(raw, str) else "", "job")
+        options = choices_from(form).options()
+        req = ReleaseRequest(user=me.user, pin="", printer=terminal.printer, options=options)
+        job = await run_in_threadpool(cloud.jobs.release, uuid, req, me)
+    except CloudRefused as exc:
+        return _go(request, error=exc.message)
+    return _go(request, message=f"{job.title or 'The job'} is printing on {terminal.printer}.")
+
+
+@router.post(f"{PATH}/release-all")
+async def kiosk_release_all(request: Request) -> Response:
+    """Release every held job of mine to this terminal's printer, each with its own options."""
+    try:
+        cloud, terminal, me = await _session(request)
+    except Unauthorized as exc:
+        return _go(request, error=exc.message)
+    await check_form(request)
+    try:
+        done = await run_in_threadpool(
+            cloud.jobs.authenticate, terminal.printer, me.user, None, True
+        )
+    except CloudRefused as exc:
+        return _go(request, error=exc.message)
+    return _go(request, message=f"{len(done.released)} job(s) printing on {terminal.printer}.")
+
+
+@router.post(f"{PATH}/signout")
+async def kiosk_signout(request: Request) -> Response:
+    """End the kiosk session (also what the countdown does at zero)."""
+    found = await run_in_threadpool(_terminal, request)
+    token = request.cookies.get(KIOSK_COOKIE, "")
+    session = await run_in_threadpool(_signed_in, request, found[0]) if found else None
+    if session is not None:  # a live session is ended only by its own page's form
+        layout.set_csrf_anchor(request, session[1])
+        await check_form(request)
+    if token:
+        await run_in_threadpool(cloud_of(request).sessions.close, token)
+    response = _go(request, message="Signed out.")
+    response.delete_cookie(KIOSK_COOKIE, path=PATH)
+    return response
+
+
+@router.get(f"{PATH}/thumb/{{uuid}}.png")
+async def kiosk_thumb(uuid: str, request: Request) -> Response:
+    """Page 1 of a job of the person signed in here."""
+    found = await run_in_threadpool(_terminal, request)
+    session = await run_in_threadpool(_signed_in, request, found[0]) if found else None
+    if session is None:
+        raise Unauthorized(401, "signed out")
+    job = await run_in_threadpool(cloud_of(request).jobs.get, session[0], validate.job_uuid(uuid))
+    try:
+        data = await run_in_threadpool(thumbnails(request).png, job.uuid, job.sha256)
+    except (FileNotFoundError, DocumentError) as exc:
+        raise NotFound(404, "no preview") from exc
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private"})
