@@ -136,3 +136,37 @@ def test_the_user_can_see_the_finishing_plan(stack: Stack, world_dir: Path) -> N
     assert any("plan" in key or "finishing" in key for key in data), sorted(data)
     text = stack.cli("show", job.uuid).stdout
     assert "copies" in text and "printer" in text, text
+
+
+def test_backend_with_a_file_argument_holds_and_registers(stack: Stack, world_dir: Path) -> None:
+    """DESIGN.md's backend contract: 6 arguments (document on stdin) or 7 (the file named by the
+    last one, as with `-m raw` queues): the real executable, run by hand with 7."""
+    import os
+    import subprocess
+
+    assert stack.cups is not None
+    backend = stack.cups.root / "bin" / "backend" / "pullprint"
+    doc = make_pdf(world_dir / "file-arg.pdf", 4)
+    env = dict(
+        os.environ,
+        PULLPRINT_CONFIG=str(stack.config_path),
+        DEVICE_URI="pullprint:/",
+        PRINTER="PullPrint",
+        CONTENT_TYPE="application/pdf",
+    )
+    out = subprocess.run(
+        [str(backend), "91", "alice", "file arg", "1", "job-uuid=urn:uuid:audit-file", str(doc)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 3, out.stderr  # CUPS_BACKEND_HOLD
+    assert "INFO: pullprint: held (4 page(s))" in out.stderr
+    assert all(
+        line.split(":", 1)[0] in ("INFO", "ERROR", "WARNING", "DEBUG", "STATE", "ATTR", "PAGE")
+        for line in out.stderr.splitlines()
+        if line
+    ), out.stderr
+    job = stack.wait_cloud_job("alice", 91)
+    assert (job.title, job.pages, job.cups_job_uuid) == ("file arg", 4, "urn:uuid:audit-file")
