@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from pullprint.cloud.web import kiosk, upload, user
+from pullprint.cloud.web import admin, kiosk, upload, user
 from pullprint.cloud.web.layout import STATIC
 from pullprint.errors import NotFound
 
@@ -18,6 +18,7 @@ router = APIRouter(include_in_schema=False)
 router.include_router(user.router)
 router.include_router(upload.router)
 router.include_router(kiosk.router)
+router.include_router(admin.router)  # /admin (web.admin)
 
 _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
