@@ -192,3 +192,36 @@ def test_pwg_raster_only_printer_gets_a_conversion_through_the_node(world_dir: P
             assert final.impressions == 2
             files = pwg.spool_files()
             assert len(files) == 1 and files[0].read_bytes()[:4] == b"RaS2"
+
+
+def test_ipps_through_the_node_pinned_prints_unpinned_fails(world_dir: Path) -> None:
+    """Issue 6: IPPS with the certificate pinned per printer by the admin, through the whole
+    stack; the same self-signed printer without a pin is refused (system CAs), never printed."""
+    import hashlib
+    import ssl
+
+    from pullprint.model import Printer
+
+    with IppEvePrinter(world_dir / "tls", name="tls1") as secure:
+        der = ssl.PEM_cert_to_DER_cert(secure.certificate().read_text())
+        pin = hashlib.sha256(der).hexdigest()
+        options = {
+            "tls_pins": {"pinned": pin},
+            "retry_window_seconds": 2.0,
+            "retry_max_backoff": 0.5,
+        }
+        with Stack(world_dir / "stack", node_options=options) as stack:
+            with stack.admin() as admin:
+                admin.add_printer(Printer("pinned", secure.ipps_uri, "node1"))
+                admin.add_printer(Printer("unpinned", secure.ipps_uri, "node1"))
+            _, bad = print_and_hold(stack, world_dir, pages=1)
+            release(stack, bad, "unpinned")
+            refused = stack.wait_state(bad, END, timeout=30)
+            assert refused.state is JobState.FAILED, refused.state_reason
+            assert secure.spool_files() == []
+            _, good = print_and_hold(stack, world_dir, pages=2)
+            release(stack, good, "pinned")
+            final = stack.wait_state(good, END, timeout=30)
+            assert final.state is JobState.COMPLETED, final.state_reason
+            assert final.impressions == 2
+            assert len(secure.spool_files()) == 1
