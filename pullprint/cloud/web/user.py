@@ -399,7 +399,7 @@ def release_context(
     return {
         "job": job, "choices": choices, "options": options, "printers": views,
         "chosen": chosen, "printer": printer, "plan": plan, "plan_error": plan_error,
-        "costs": costs, "cost": costs.get(chosen), "error": error,
+        "costs": costs, "cost": costs.get(chosen), "choice_error": error,
         "color_labels": COLOR_LABELS, "sides_labels": SIDES_LABELS, "number_up": NUMBER_UP,
         "facts": facts(job), "left": time_left(cloud, job), "now": time.time(),
     }  # fmt: skip

@@ -1,0 +1,424 @@
+"""The web pages over plain HTTP against a real cloud server process: sign-in redirects, CSRF
+refusals, web upload (and its errors), account forms, the kiosk, history statuses."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pikepdf
+import pytest
+import requests
+from PIL import Image
+
+from pullprint.cloud.web.upload import MAX_UPLOAD_BYTES
+from pullprint.model import JobState, TransactionStatus
+from pullprint.peers.cloud import CloudServer
+from pullprint.peers.documents import make_pdf
+from tests.test_cloud_api import start_cloud, submission
+
+PASSWORD = "alice-Secret-1"
+PAGES = ("/", "/history", "/account", "/upload", "/printers", "/p/printer1")
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[CloudServer]:
+    server = start_cloud(tmp_path / "cloud", "sqlite")
+    try:
+        admin = {"Authorization": f"Bearer {server.admin_token}"}
+        for name in ("alice", "bob"):
+            done = requests.put(
+                f"{server.url}/api/v1/users/{name}",
+                json={"password": f"{name}-Secret-1"},
+                headers=admin,
+                timeout=10,
+            )
+            assert done.status_code == 200, done.text
+        yield server
+    finally:
+        server.stop()
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page)
+    assert found, page[:2000]
+    return found.group(1)
+
+
+def flashes(page: str) -> list[str]:
+    return [
+        m.replace("&#39;", "'") for m in re.findall(r'class="flash [a-z]+"[^>]*>([^<]*)<', page)
+    ]
+
+
+def sign_in(cloud: CloudServer, name: str = "alice") -> requests.Session:
+    browser = requests.Session()
+    page = browser.get(f"{cloud.url}/signin", timeout=10)
+    done = browser.post(
+        f"{cloud.url}/signin",
+        data={"csrf_token": csrf_of(page.text), "name": name, "password": f"{name}-Secret-1"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert done.status_code == 303, done.text
+    cookie = done.headers["set-cookie"]
+    assert "pullprint_session=pps_" in cookie and "HttpOnly" in cookie
+    return browser
+
+
+def held_web_job(cloud: CloudServer, folder: Path, pages: int = 3) -> str:
+    """A job registered by node1 (as the CUPS backend does) with a real PDF; its uuid."""
+    doc = make_pdf(folder / f"held{pages}.pdf", pages)
+    with cloud.node_client("node1") as node:
+        sub = submission(doc, origin="node1", pages=pages, copies=1)
+        node.register(sub)
+        node.upload_document(sub.uuid, doc)
+    return sub.uuid
+
+
+def test_pages_redirect_to_sign_in_and_back(cloud: CloudServer) -> None:
+    for path in PAGES:
+        answer = requests.get(cloud.url + path, allow_redirects=False, timeout=10)
+        assert answer.status_code == 303, path
+        assert answer.headers["location"] == f"/signin?next={path}"
+    browser = requests.Session()
+    page = browser.get(f"{cloud.url}/signin?next=/history", timeout=10)
+    assert 'name="next" value="/history"' in page.text
+    done = browser.post(
+        f"{cloud.url}/signin",
+        data={"csrf_token": csrf_of(page.text), "name": "alice", "password": PASSWORD,
+              "next": "/history"},
+        timeout=10,
+    )  # fmt: skip
+    assert done.url.endswith("/history") and "<h1>History</h1>" in done.text
+    # no open redirect through next (a fresh browser: the signed-in one has a new form token)
+    browser = requests.Session()
+    page = browser.get(f"{cloud.url}/signin", timeout=10)
+    evil = browser.post(
+        f"{cloud.url}/signin",
+        data={"csrf_token": csrf_of(page.text), "name": "alice", "password": PASSWORD,
+              "next": "//evil.example/"},
+        allow_redirects=False,
+        timeout=10,
+    )  # fmt: skip
+    assert evil.headers["location"] == "/"
+
+
+def test_wrong_password_is_refused_and_sign_out_ends_the_session(cloud: CloudServer) -> None:
+    browser = requests.Session()
+    page = browser.get(f"{cloud.url}/signin", timeout=10)
+    wrong = browser.post(
+        f"{cloud.url}/signin",
+        data={"csrf_token": csrf_of(page.text), "name": "alice", "password": "nope"},
+        timeout=10,
+    )
+    assert wrong.status_code == 403
+    assert "wrong user name or password" in flashes(wrong.text)
+    browser = sign_in(cloud)
+    queue = browser.get(cloud.url + "/", timeout=10)
+    token = browser.cookies["pullprint_session"]
+    out = browser.post(f"{cloud.url}/signout", data={"csrf_token": csrf_of(queue.text)}, timeout=10)
+    assert out.url.endswith("/signin") and "Signed out." in flashes(out.text)
+    # the server forgot the session: the old cookie no longer signs anyone in
+    again = requests.get(
+        cloud.url + "/", cookies={"pullprint_session": token}, allow_redirects=False, timeout=10
+    )
+    assert again.status_code == 303
+    api = requests.get(
+        f"{cloud.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert api.status_code == 401
+
+
+def test_forms_without_the_csrf_token_are_refused(cloud: CloudServer, tmp_path: Path) -> None:
+    uuid = held_web_job(cloud, tmp_path)
+    alice = sign_in(cloud)
+    bob = sign_in(cloud, "bob")
+    bob_token = csrf_of(bob.get(cloud.url + "/", timeout=10).text)
+    alice_token = csrf_of(alice.get(cloud.url + "/", timeout=10).text)
+    assert bob_token != alice_token
+    for data in ({}, {"csrf_token": "0" * 64}, {"csrf_token": bob_token}):
+        for path, extra in (
+            (f"/jobs/{uuid}/cancel", {}),
+            (f"/jobs/{uuid}/release", {"printer": "printer1"}),
+            ("/account/pin", {"pin": "4321", "pin2": "4321"}),
+        ):
+            answer = alice.post(cloud.url + path, data={**data, **extra}, timeout=10)
+            assert answer.status_code == 403, (path, data)
+            assert "did not come from this site" in answer.text
+            assert answer.headers["content-type"].startswith("text/html")
+    # nothing happened: the job is still held, the PIN unchanged
+    with cloud.admin_client() as admin:
+        assert admin.get_job(uuid).state is JobState.HELD
+    # a sign-in form without its token is refused too (login CSRF)
+    answer = requests.post(
+        f"{cloud.url}/signin", data={"name": "alice", "password": PASSWORD}, timeout=10
+    )
+    assert answer.status_code == 403
+    # with the token the same form works
+    done = alice.post(
+        f"{cloud.url}/jobs/{uuid}/cancel", data={"csrf_token": alice_token}, timeout=10
+    )
+    assert done.status_code == 200 and "Canceled 'report.pdf'." in flashes(done.text)
+
+
+def test_queue_release_and_history(cloud: CloudServer, tmp_path: Path) -> None:
+    uuid = held_web_job(cloud, tmp_path)
+    canceled = held_web_job(cloud, tmp_path, pages=1)
+    alice = sign_in(cloud)
+    queue = alice.get(cloud.url + "/", timeout=10).text
+    assert f"/jobs/{uuid}/thumb.png" in queue and "3 pages" in queue and "left" in queue
+    thumb = alice.get(f"{cloud.url}/jobs/{uuid}/thumb.png", timeout=30)
+    assert thumb.headers["content-type"] == "image/png"
+    assert thumb.content.startswith(b"\x89PNG")
+    # bob cannot see alice's job or its thumbnail
+    bob = sign_in(cloud, "bob")
+    assert bob.get(f"{cloud.url}/jobs/{uuid}/thumb.png", timeout=10).status_code == 403
+    page = alice.get(
+        f"{cloud.url}/jobs/{uuid}",
+        params={"printer": "printer2", "color": "monochrome", "sides": "two-sided-long-edge"},
+        timeout=10,
+    ).text
+    assert 'value="printer2" checked' in page
+    assert (
+        "print-color-mode <b>monochrome</b>" in page and "sides <b>two-sided-long-edge</b>" in page
+    )
+    assert "if supported, else" in page  # the cloud does not know the printer's capabilities
+    assert "0.15 EUR" in page  # 3 impressions x 0.05 (one side each: counted per impression)
+    bad = alice.get(f"{cloud.url}/jobs/{uuid}", params={"copies": "0"}, timeout=10).text
+    assert "copies must be a whole number from 1 to 999" in bad
+    done = alice.post(
+        f"{cloud.url}/jobs/{uuid}/release",
+        data={"csrf_token": csrf_of(page), "printer": "printer1", "color": "monochrome",
+              "sides": "two-sided-long-edge", "copies": "2"},
+        timeout=10,
+    )  # fmt: skip
+    assert "Released 'report.pdf' to printer1." in flashes(done.text)
+    with cloud.admin_client() as admin:
+        job = admin.get_job(uuid)
+    assert job.state is JobState.RELEASED and job.printer == "printer1"
+    assert job.release_options == {
+        "print-color-mode": "monochrome", "sides": "two-sided-long-edge", "copies": "2"
+    }  # fmt: skip
+    again = alice.post(
+        f"{cloud.url}/jobs/{uuid}/release",
+        data={"csrf_token": csrf_of(page), "printer": "printer1"},
+        timeout=10,
+    )
+    assert any("not held" in f for f in flashes(again.text)), flashes(again.text)
+    alice.post(f"{cloud.url}/jobs/{canceled}/cancel", data={"csrf_token": csrf_of(page)})
+    history = alice.get(f"{cloud.url}/history", timeout=10).text
+    rows = dict(re.findall(r'<tr id="tx-([0-9a-f-]+)">(.*?)</tr>', history, re.S))
+    assert "Pending (external)" in rows[uuid] and "—" in rows[uuid]
+    assert "Canceled" in rows[canceled] and "EUR" not in rows[canceled]
+    with cloud.admin_client() as admin:
+        tx = admin.get_job(canceled).transaction
+    assert tx is not None and tx.status is TransactionStatus.CANCELED
+
+
+def test_printer_page_and_qr_code(cloud: CloudServer, tmp_path: Path) -> None:
+    uuid = held_web_job(cloud, tmp_path)
+    alice = sign_in(cloud)
+    page = alice.get(f"{cloud.url}/p/printer1", timeout=10).text
+    assert f'id="job-{uuid}"' in page and 'name="printer" value="printer1"' in page
+    assert f"{cloud.url}/p/printer1" in page
+    qr = requests.get(f"{cloud.url}/p/printer1/qr.svg", timeout=10)
+    assert qr.headers["content-type"].startswith("image/svg+xml")
+    assert qr.text.lstrip().startswith("<svg") and "<path" in qr.text
+    assert requests.get(f"{cloud.url}/p/nosuch/qr.svg", timeout=10).status_code == 404
+    assert alice.get(f"{cloud.url}/p/nosuch", timeout=10).status_code == 404
+    done = alice.post(
+        f"{cloud.url}/jobs/{uuid}/release",
+        data={"csrf_token": csrf_of(page), "printer": "printer1"},
+        timeout=10,
+    )
+    assert "Released 'report.pdf' to printer1." in flashes(done.text)
+    printers = alice.get(f"{cloud.url}/printers", timeout=10).text
+    assert "busy" in printers  # a job is on its way to printer1
+
+
+def big_pdf(path: Path, kib: int) -> Path:
+    """A 1-page PDF of at least ``kib`` KiB (an incompressible image)."""
+    return make_pdf(path, 1, image_kb=kib)
+
+
+def test_web_upload_and_its_errors(cloud: CloudServer, tmp_path: Path) -> None:
+    alice = sign_in(cloud)
+    form = alice.get(f"{cloud.url}/upload", timeout=10).text
+    token = csrf_of(form)
+    assert 'enctype="multipart/form-data"' in form and "512 MB" in form
+
+    def send(name: str, data: bytes, **fields: str) -> requests.Response:
+        return alice.post(
+            f"{cloud.url}/upload",
+            data={"csrf_token": token, **fields},
+            files={"document": (name, data, "application/octet-stream")},
+            timeout=60,
+        )
+
+    # a PDF larger than the API's JSON body limit goes through (the upload is exempt)
+    doc = big_pdf(tmp_path / "big.pdf", 600)
+    assert doc.stat().st_size > 512 * 1024
+    done = send("big.pdf", doc.read_bytes(), title="Quarterly")
+    assert done.status_code == 200 and "Uploaded 'Quarterly' (1 page)" in flashes(done.text)[0]
+    png = tmp_path / "photo.png"
+    Image.new("RGBA", (400, 300), (200, 30, 30, 120)).save(png)
+    done = send("photo.png", png.read_bytes())
+    assert "Uploaded 'photo.png' (1 page)" in flashes(done.text)[0]
+    jpeg = tmp_path / "scan.jpg"
+    Image.new("RGB", (300, 400), (10, 90, 200)).save(jpeg, quality=80)
+    assert "Uploaded 'scan.jpg'" in flashes(send("scan.jpg", jpeg.read_bytes()).text)[0]
+    with cloud.admin_client() as admin:
+        web = [j for j in admin.list_jobs(user="alice") if j.origin == "web"]
+    assert len(web) == 3
+    assert {j.state for j in web} == {JobState.HELD} and {j.cups_job_id for j in web} == {0}
+    for job in web:
+        thumb = alice.get(f"{cloud.url}/jobs/{job.uuid}/thumb.png", timeout=30)
+        assert thumb.status_code == 200 and thumb.content.startswith(b"\x89PNG")
+
+    refused = send("notes.txt", b"just text")
+    assert refused.status_code == 422
+    assert flashes(refused.text) == [
+        "notes.txt: this file cannot be printed: upload a PDF, PNG or JPEG file"
+    ]
+    broken = send("broken.pdf", b"%PDF-1.7\nthis is not really a PDF")
+    assert broken.status_code == 422 and "broken.pdf: unreadable PDF" in flashes(broken.text)[0]
+    assert "/tmp" not in broken.text
+    locked = tmp_path / "locked.pdf"
+    with pikepdf.open(make_pdf(tmp_path / "plain.pdf", 1)) as pdf:
+        pdf.save(locked, encryption=pikepdf.Encryption(user="u", owner="o"))
+    answer = send("locked.pdf", locked.read_bytes())
+    assert answer.status_code == 422 and "password-protected" in flashes(answer.text)[0]
+    empty = send("empty.pdf", b"")
+    assert empty.status_code == 422
+    with cloud.admin_client() as admin:
+        assert len([j for j in admin.list_jobs(user="alice") if j.origin == "web"]) == 3
+
+    # too large: refused from the Content-Length, before the body is read
+    host = urlsplit(cloud.url)
+    cookie = f"pullprint_session={alice.cookies['pullprint_session']}"
+    with socket.create_connection((host.hostname, host.port or 80), timeout=10) as conn:
+        conn.sendall(
+            (
+                "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Cookie: {cookie}\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                f"Content-Length: {MAX_UPLOAD_BYTES + 1024 * 1024}\r\n\r\n"
+            ).encode()
+        )
+        answer = b""
+        while b"</html>" not in answer and (chunk := conn.recv(65536)):
+            answer += chunk
+    text = answer.decode(errors="replace")
+    assert text.startswith("HTTP/1.1 413")
+    assert "the file is larger than the upload limit of 512 MB" in text
+
+
+def test_account_pin_cards_and_delegates(cloud: CloudServer, tmp_path: Path) -> None:
+    alice = sign_in(cloud)
+    page = alice.get(f"{cloud.url}/account", timeout=10).text
+    token = csrf_of(page)
+    differ = alice.post(
+        f"{cloud.url}/account/pin", data={"csrf_token": token, "pin": "2468", "pin2": "2469"}
+    )
+    assert "the two PINs differ" in flashes(differ.text)[0]
+    short = alice.post(
+        f"{cloud.url}/account/pin", data={"csrf_token": token, "pin": "12", "pin2": "12"}
+    )
+    assert "pin must be 4 to 8 digits" in flashes(short.text)[0]
+    done = alice.post(
+        f"{cloud.url}/account/pin", data={"csrf_token": token, "pin": "2468", "pin2": "2468"}
+    )
+    assert flashes(done.text) == ["Your PIN is set."]
+    uuid = held_web_job(cloud, tmp_path)
+    with cloud.admin_client() as admin:  # the new PIN releases, the old one does not
+        admin.release(uuid, "alice", "2468", "printer1")
+    card = alice.post(f"{cloud.url}/account/cards", data={"csrf_token": token, "card": "7788"})
+    assert "waiting for an admin to approve it" in flashes(card.text)[0]
+    assert "waiting for approval" in card.text
+    delegate = alice.post(
+        f"{cloud.url}/account/delegates",
+        data={"csrf_token": token, "kind": "user", "delegate": "bob"},
+    )
+    assert flashes(delegate.text) == ["bob may now release your jobs."]
+    nobody = alice.post(
+        f"{cloud.url}/account/delegates",
+        data={"csrf_token": token, "kind": "user", "delegate": "carol"},
+    )
+    assert flashes(nobody.text) == ["there is no user carol"]
+    # bob now sees alice's held job in his queue
+    other = held_web_job(cloud, tmp_path, pages=2)
+    bob = sign_in(cloud, "bob")
+    assert f'id="job-{other}"' in bob.get(cloud.url + "/", timeout=10).text
+    removed = alice.post(
+        f"{cloud.url}/account/delegates/remove",
+        data={"csrf_token": token, "kind": "user", "delegate": "bob"},
+    )
+    assert flashes(removed.text) == ["bob may no longer release your jobs."]
+    assert f'id="job-{other}"' not in bob.get(cloud.url + "/", timeout=10).text
+
+
+def test_kiosk_card_pin_release_and_sign_out(cloud: CloudServer, tmp_path: Path) -> None:
+    admin_h = {"Authorization": f"Bearer {cloud.admin_token}"}
+    requests.post(
+        f"{cloud.url}/api/v1/users/alice/cards", json={"card": "4711"}, headers=admin_h
+    ).raise_for_status()
+    made = requests.post(
+        f"{cloud.url}/api/v1/terminals",
+        json={"name": "hall", "printer": "printer1", "methods": ["card", "pin"]},
+        headers=admin_h,
+        timeout=10,
+    )
+    terminal = made.json()["token"]
+    first, second = held_web_job(cloud, tmp_path), held_web_job(cloud, tmp_path, pages=2)
+    kiosk = requests.Session()
+    assert kiosk.get(f"{cloud.url}/kiosk", timeout=10).status_code == 401
+    assert kiosk.get(f"{cloud.url}/kiosk?terminal=ppt_hall.wrong").status_code == 401
+    page = kiosk.get(f"{cloud.url}/kiosk?terminal={terminal}", timeout=10)
+    assert page.url == f"{cloud.url}/kiosk"  # the token left the address
+    assert 'id="card"' in page.text and "autofocus" in page.text
+    assert "Who are you?" not in page.text  # no username selection at this terminal
+    user_only = kiosk.post(
+        f"{cloud.url}/kiosk/signin",
+        data={"csrf_token": csrf_of(page.text), "method": "username", "user": "alice"},
+    )
+    assert "does not allow sign-in by username" in flashes(user_only.text)[0]
+    wrong = kiosk.post(
+        f"{cloud.url}/kiosk/signin",
+        data={"csrf_token": csrf_of(page.text), "method": "card", "card": "1111"},
+    )
+    assert "this card is not registered" in flashes(wrong.text)[0]
+    page = kiosk.post(
+        f"{cloud.url}/kiosk/signin",
+        data={"csrf_token": csrf_of(page.text), "method": "card", "card": "4711"},
+    )
+    assert 'id="countdown" data-seconds="' in page.text
+    seconds = int(re.search(r'data-seconds="(\d+)"', page.text).group(1))  # type: ignore[union-attr]
+    assert 100 <= seconds <= 120  # cloud.terminal_session_seconds
+    assert f'id="job-{first}"' in page.text and f'id="job-{second}"' in page.text
+    # the kiosk session does not sign in the personal pages
+    assert kiosk.get(cloud.url + "/", allow_redirects=False).status_code == 303
+    page = kiosk.post(
+        f"{cloud.url}/kiosk/release",
+        data={"csrf_token": csrf_of(page.text), "job": first, "color": "monochrome"},
+    )
+    assert flashes(page.text) == ["report.pdf is printing on printer1."]
+    page = kiosk.post(f"{cloud.url}/kiosk/release-all", data={"csrf_token": csrf_of(page.text)})
+    assert flashes(page.text) == ["1 job(s) printing on printer1."]
+    with cloud.admin_client() as admin:
+        assert admin.get_job(first).release_options == {"print-color-mode": "monochrome"}
+        assert admin.get_job(second).state is JobState.RELEASED
+    session = kiosk.cookies["pullprint_kiosk"]
+    page = kiosk.post(f"{cloud.url}/kiosk/signout", data={"csrf_token": csrf_of(page.text)})
+    assert "Signed out." in flashes(page.text) and 'id="card"' in page.text
+    me = requests.get(
+        f"{cloud.url}/api/v1/me", headers={"Authorization": f"Bearer {session}"}, timeout=10
+    )
+    assert me.status_code == 401
+    by_pin = kiosk.post(
+        f"{cloud.url}/kiosk/signin",
+        data={"csrf_token": csrf_of(page.text), "method": "pin", "user": "alice", "pin": "0000"},
+    )
+    assert flashes(by_pin.text) == ["wrong user name or PIN"]
