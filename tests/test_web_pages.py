@@ -308,10 +308,10 @@ def test_web_upload_and_its_errors(cloud: CloudServer, tmp_path: Path) -> None:
                 f"Content-Length: {MAX_UPLOAD_BYTES + 1024 * 1024}\r\n\r\n"
             ).encode()
         )
-        answer = b""
-        while b"</html>" not in answer and (chunk := conn.recv(65536)):
-            answer += chunk
-    text = answer.decode(errors="replace")
+        raw = b""
+        while b"</html>" not in raw and (chunk := conn.recv(65536)):
+            raw += chunk
+    text = raw.decode(errors="replace")
     assert text.startswith("HTTP/1.1 413")
     assert "the file is larger than the upload limit of 512 MB" in text
 
