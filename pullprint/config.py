@@ -57,6 +57,7 @@ class CloudConfig:
     card_registration: str = "approve"  # self-registered cards: "auto", "approve" (admin), "off"
     lockout_failures: int = 5  # wrong PINs, cards or passwords in a row before a lockout
     lockout_seconds: int = 15 * 60  # how long the user's PIN/card/password login stays locked
+    unknown_user: str = "refuse"  # a job whose owner is no enabled user: "refuse" or "hold"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ class NodeConfig:
     snmp_wait_seconds: float = 120.0  # give up waiting for the page counter after this long
     metrics_port: int = 0  # Prometheus /metrics on 127.0.0.1:PORT; 0: off
     log_format: str = "text"  # "text", "kv" (key=value) or "json" (one object a line)
+    # The CUPS job's user name -> the pullprint user (pullprint.identity.names).
+    user_strip_domain: bool = True  # DOM\\alice, alice@REALM -> alice
+    user_lower_case: bool = True
+    user_aliases: dict[str, str] = field(default_factory=dict)  # CUPS name -> pullprint user
 
 
 @dataclass(frozen=True)

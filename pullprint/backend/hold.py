@@ -23,6 +23,7 @@ from pullprint.config import NodeConfig
 from pullprint.cups.protocol import BackendExit, CancelFlag, JobArgs, StatusWriter, Terminated
 from pullprint.errors import CloudError, CloudRefused, CloudUnavailable, DocumentError
 from pullprint.filters.document import inspect_pdf
+from pullprint.identity.names import map_user_name, rules_from
 from pullprint.model import Job, JobState, JobSubmission
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,21 @@ class BackendContext:
     status: StatusWriter
     cancel: CancelFlag
     cloud: Cloud
+
+
+class _Recorder:
+    """The cloud for one outbox send, keeping the job the registration answered."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+        self.job: Job | None = None
+
+    def register(self, submission: JobSubmission) -> Job:
+        self.job = self.cloud.register(submission)
+        return self.job
+
+    def upload_document(self, uuid: str, path: Path) -> None:
+        self.cloud.upload_document(uuid, path)
 
 
 def cups_job_uuid(args: JobArgs, queue: str) -> str:
@@ -136,9 +152,11 @@ def first_run(
         for k, v in args.options.items()
         if k not in ("job-uuid", "time-at-creation", "time-at-processing", "job-password")
     }
+    owner = map_user_name(args.user, rules_from(ctx.config))
+    who = f"CUPS user '{args.user}'" + (f" (pullprint user {owner})" if owner != args.user else "")
     submission = JobSubmission(
         uuid=record.uuid,
-        owner=args.user,
+        owner=owner,
         title=args.title,
         copies=args.copies,
         options=options,
@@ -155,8 +173,9 @@ def first_run(
     spool.save_record(
         CupsJobRecord(record.uuid, args.job_id, record.cups_job_uuid, ctx.queue, "held")
     )
+    sent = _Recorder(ctx.cloud)
     try:
-        outbox.send(entry_path, OutboxEntry(submission, document), ctx.cloud)
+        outbox.send(entry_path, OutboxEntry(submission, document), sent)
     except CloudUnavailable as exc:
         log.info("cloud unavailable for job %s: %s", record.uuid, exc)
         status.info(
@@ -165,8 +184,17 @@ def first_run(
         )
         return BackendExit.HOLD
     except CloudRefused as exc:
-        status.error(f"pullprint: the release service refused the job: {exc.message}")
-        return BackendExit.CANCEL
+        # One line, shown by CUPS as the job's reason; the job is aborted (abort-job policy).
+        status.error(f"pullprint: job of {who} refused by the release service: {exc.message}")
+        spool.forget(record)
+        return BackendExit.FAILED
+    if sent.job is not None and sent.job.owner == "":
+        # A WARNING: cupsd keeps it in its error_log (an INFO is gone once the job is held).
+        status.warning(
+            f"pullprint: held for an admin ({pages} page(s)): {who} is not a pullprint user; "
+            f"an admin assigns the job to a user (job {record.uuid})"
+        )
+        return BackendExit.HOLD
     status.info(f"pullprint: held ({pages} page(s)); release it at a printer (job {record.uuid})")
     status.attr(job_impressions=pages * args.copies)
     return BackendExit.HOLD

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 CARD_REGISTRATION = ("auto", "approve", "off")
+UNKNOWN_USER = ("refuse", "hold")  # a job whose owner is no enabled user
 
 
 def check_config(config: CloudConfig) -> StorageKind:
@@ -76,6 +77,11 @@ def check_config(config: CloudConfig) -> StorageKind:
         raise ConfigError(
             f"cloud.card_registration: expected one of {', '.join(CARD_REGISTRATION)}, "
             f"got {config.card_registration!r}"
+        )
+    if config.unknown_user not in UNKNOWN_USER:
+        raise ConfigError(
+            f"cloud.unknown_user: expected one of {', '.join(UNKNOWN_USER)}, "
+            f"got {config.unknown_user!r}"
         )
     for key in ("session_seconds", "terminal_session_seconds", "lockout_failures"):
         if getattr(config, key) < 1:
@@ -133,6 +139,7 @@ def create_app(
             storage=storage,
             expire_seconds=config.expire_seconds,
             keep_printed_seconds=config.keep_printed_seconds,
+            unknown_user=config.unknown_user,
         ),
         documents=documents,
         notifier=notifier,
@@ -447,6 +454,23 @@ async def operator_release(
     job = await run_in_threadpool(
         cloud_of(request).jobs.operator_release, caller, uuid, printer, operator
     )
+    return job.to_json()
+
+
+@router.post(
+    "/jobs/{uuid}/assign",
+    openapi_extra=schemas.request_body(schemas.AssignIn),
+    responses=schemas.answers(schemas.JobOut),
+)
+async def assign(
+    uuid: str, request: Request, caller: Principal = Depends(person)
+) -> dict[str, Any]:
+    """An admin or operator gives a held job to ``owner``: a job held for an admin because
+    its CUPS user is no pullprint user (``cloud.unknown_user = "hold"``), or a misattributed
+    one."""
+    uuid = validate.job_uuid(uuid)
+    owner = validate.name(validate.body_object(await read_json(request)).get("owner"), "owner")
+    job = await run_in_threadpool(cloud_of(request).jobs.assign, caller, uuid, owner)
     return job.to_json()
 
 

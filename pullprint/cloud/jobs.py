@@ -45,6 +45,22 @@ from pullprint.model import (
 
 log = logging.getLogger(__name__)
 
+# A job whose CUPS user is no pullprint user, held for an admin (``cloud.unknown_user = "hold"``):
+# no user owns it (no user name is empty), so nobody but an admin or operator sees or acts on it
+# until one assigns it (``JobBook.assign``). Its state_reason names the claimed user.
+UNASSIGNED = ""
+UNASSIGNED_REASON = "held for an admin: the CUPS user is not a pullprint user"
+
+
+def unknown_user_message(name: str) -> str:
+    """The refusal of a job whose owner is unknown or disabled: who, and what to do."""
+    return (
+        f"user {name} is not a pullprint user (unknown or disabled): ask an admin to add "
+        f"{name}, or to map the CUPS user name to a pullprint user (node.user_aliases), "
+        "then print again"
+    )
+
+
 _NOT_FINAL = tuple(s.value for s in JobState if not s.is_final)
 # A failed print-out has not printed: its transaction stays pending and its document is kept, so
 # the owner can release it at another printer, or cancel it (or retention expires it).
@@ -189,8 +205,10 @@ class JobBook:
         storage: StorageKind = StorageKind.CLOUD,
         expire_seconds: int = 3 * 24 * 3600,
         keep_printed_seconds: int = 0,
+        unknown_user: str = "refuse",
     ) -> None:
         self._engine = engine
+        self._unknown_user = unknown_user
         self._documents = documents
         self._notifier = notifier
         self._users = users
@@ -282,14 +300,31 @@ class JobBook:
             raise Forbidden(
                 403, f"node {caller.node} cannot register jobs for origin node {sub.origin}"
             )
+        owner, reason = sub.owner, ""
+        if not self._users.exists(sub.owner) and not self._registered(sub.uuid):
+            if self._unknown_user != "hold":
+                log.warning(
+                    "refused job %s from node %s: %s is not a pullprint user (unknown_user=refuse)",
+                    sub.uuid,
+                    sub.origin,
+                    sub.owner,
+                )
+                raise Forbidden(403, unknown_user_message(sub.owner))
+            owner, reason = UNASSIGNED, f"{UNASSIGNED_REASON}: {sub.owner}"
+            log.warning(
+                "job %s from node %s held for an admin: %s is not a pullprint user",
+                sub.uuid,
+                sub.origin,
+                sub.owner,
+            )
         now = self._clock()
         try:
             with self._engine.begin() as conn:
                 conn.execute(
                     sa.insert(jobs).values(
-                        **sub.to_json(),
+                        **{**sub.to_json(), "owner": owner},
                         state=JobState.HELD.value,
-                        state_reason="",
+                        state_reason=reason,
                         printer=None,
                         release_options={},
                         price_micro=None,
@@ -304,13 +339,15 @@ class JobBook:
                         account="",
                     )
                 )
-                ledger.open_pending(conn, sub.uuid, sub.owner, self._currency, now)
+                ledger.open_pending(conn, sub.uuid, owner, self._currency, now)
         except IntegrityError as exc:
             existing = self._read(sub.uuid)
             same = JobSubmission(
                 **{k: getattr(existing.job, k) for k in JobSubmission.__dataclass_fields__}
             )
-            if same != sub:
+            # The owner is the cloud's to decide (held for an admin, then assigned): a resent
+            # registration matches on everything else.
+            if replace(same, owner=sub.owner) != sub:
                 raise Conflict(
                     409, f"job {sub.uuid} is already registered with different content"
                 ) from exc
@@ -321,8 +358,49 @@ class JobBook:
             return self._release_automatic(row), True
         return row.job, True
 
+    def _registered(self, uuid: str) -> bool:
+        with self._engine.connect() as conn:
+            found = conn.execute(sa.select(jobs.c.uuid).where(jobs.c.uuid == uuid)).first()
+        return found is not None
+
+    def assign(self, caller: Principal, uuid: str, owner: str) -> Job:
+        """Give a held job to the enabled user ``owner`` (an admin or operator: a job held
+        for an admin because its CUPS user is no pullprint user, or a job given to the wrong
+        user): its owner and its transaction's user change, the reason is cleared. Then an
+        automatic queue releases it as at registration. Idempotent for the same owner."""
+        if not caller.is_staff:
+            raise Forbidden(403, f"{caller.describe()} may not assign jobs")
+        if not self._users.exists(owner):
+            raise NotFound(404, f"no enabled user {owner}")
+        row = self._read(uuid)
+        if row.job.owner == owner:
+            return row.job
+        note = f"assigned to {owner} by {caller.describe()}"
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.uuid == uuid, jobs.c.state == JobState.HELD.value)
+                .values(owner=owner, state_reason=note, updated_at=self._clock())
+            )
+            if done.rowcount == 1:
+                conn.execute(
+                    sa.update(transactions)
+                    .where(transactions.c.job_uuid == uuid)
+                    .values(user=owner)
+                )
+        if done.rowcount != 1:
+            raise Conflict(409, f"job {uuid} is {self._read(uuid).job.state}, not held")
+        log.info("job %s (of %r) %s", uuid, row.job.owner, note)
+        row = self._read(uuid)
+        if row.document_stored or row.job.storage is StorageKind.NODE:
+            return self._release_automatic(row)
+        return row.job
+
     def _release_automatic(self, row: _Row) -> Job:
-        """Release the job to its queue's fixed printer if the queue is in automatic mode."""
+        """Release the job to its queue's fixed printer if the queue is in automatic mode (not
+        a job that waits for an admin to assign it)."""
+        if row.job.owner == UNASSIGNED:
+            return row.job
         with self._engine.connect() as conn:
             policy = policies.get(conn, policies.Scope.QUEUE, row.job.queue)
         if policy is None or policy.mode is not ReleaseMode.AUTOMATIC or not policy.printer:
@@ -466,6 +544,10 @@ class JobBook:
             raise NotFound(404, f"no printer {printer_name}")
         if row.job.state.value not in _RELEASABLE:
             raise Conflict(409, f"job is {row.job.state}, not held")
+        if row.job.owner == UNASSIGNED:
+            raise Conflict(
+                409, f"job {uuid} waits for an admin to assign its owner (POST .../assign)"
+            )
         on_node = row.job.storage is StorageKind.NODE
         if on_node and printer.node != row.job.origin:
             raise Conflict(

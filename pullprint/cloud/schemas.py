@@ -203,6 +203,10 @@ class CancelIn(_Body):
     reason: str = Field("", max_length=1024)
 
 
+class AssignIn(_Body):
+    owner: str = Field(min_length=1, max_length=64, pattern=r"^[^/]+$")
+
+
 class ProgressIn(_Body):
     state: Literal["printing", "completed", "canceled", "failed"]
     impressions: int | None = Field(None, ge=0, le=100_000_000)

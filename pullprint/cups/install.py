@@ -42,3 +42,111 @@ def write_backend(path: Path, python: str | None = None) -> None:
 def write_filter(path: Path, python: str | None = None) -> None:
     """Write the filter executable at ``path`` (mode 0755, root). Idempotent."""
     _write(path, FILTER_SHELL.format(python=python or sys.executable), 0o755)
+
+
+# -- an authenticated queue (docs/identity.md) ------------------------------------------------
+
+AUTH_POLICY = "pullprint-authenticated"
+_BEGIN = "# pullprint: authenticated queue {queue} (begin; written by pullprint, do not edit)"
+_END = "# pullprint: authenticated queue {queue} (end)"
+
+_POLICY_BLOCK = """\
+{begin}
+<Policy {policy}>
+  JobPrivateAccess default
+  JobPrivateValues default
+  SubscriptionPrivateAccess default
+  SubscriptionPrivateValues default
+  <Limit Create-Job Print-Job Print-URI Validate-Job>
+    AuthType {auth_type}
+    Require valid-user
+    Order deny,allow
+  </Limit>
+  <Limit Send-Document Send-URI Hold-Job Release-Job Restart-Job Purge-Jobs \
+Set-Job-Attributes Create-Job-Subscription Renew-Subscription Cancel-Subscription \
+Get-Notifications Reprocess-Job Cancel-Current-Job Suspend-Current-Job Resume-Job Cancel-My-Jobs \
+Close-Job CUPS-Move-Job CUPS-Get-Document Cancel-Job CUPS-Authenticate-Job>
+    AuthType {auth_type}
+    Require user @OWNER @SYSTEM
+    Order deny,allow
+  </Limit>
+  <Limit CUPS-Add-Modify-Printer CUPS-Delete-Printer CUPS-Add-Modify-Class CUPS-Delete-Class \
+CUPS-Set-Default CUPS-Get-Devices Pause-Printer Resume-Printer Enable-Printer Disable-Printer \
+Pause-Printer-After-Current-Job Hold-New-Jobs Release-Held-New-Jobs Deactivate-Printer \
+Activate-Printer Restart-Printer Shutdown-Printer Startup-Printer Promote-Job Schedule-Job-After \
+Cancel-Jobs CUPS-Accept-Jobs CUPS-Reject-Jobs>
+    AuthType Default
+    Require user @SYSTEM
+    Order deny,allow
+  </Limit>
+  <Limit All>
+    Order deny,allow
+  </Limit>
+</Policy>
+<Location /printers/{queue}>
+  AuthType {auth_type}
+  Require valid-user
+  Order allow,deny
+  Allow all
+</Location>
+{end}
+"""
+
+AUTH_TYPES = ("Basic", "Negotiate")  # Basic: PAM (user name + password); Negotiate: Kerberos
+
+
+def auth_policy_block(queue: str, auth_type: str = "Basic", policy: str = AUTH_POLICY) -> str:
+    """The ``cupsd.conf`` text that makes submitting to ``queue`` need a valid user: a
+    ``<Policy>`` whose Create-Job/Print-Job/Validate-Job need ``Require valid-user`` (checked
+    by cupsd: Basic against PAM, Negotiate against Kerberos), and a ``<Location
+    /printers/QUEUE>`` that needs the same. cupsd then records the authenticated name as the
+    job's ``job-originating-user-name``, whatever ``-U`` or requesting-user-name claims."""
+    if auth_type not in AUTH_TYPES:
+        raise ValueError(f"auth_type: expected one of {', '.join(AUTH_TYPES)}, got {auth_type!r}")
+    return _POLICY_BLOCK.format(
+        begin=_BEGIN.format(queue=queue),
+        end=_END.format(queue=queue),
+        policy=policy,
+        queue=queue,
+        auth_type=auth_type,
+    )
+
+
+def install_auth_policy(
+    cupsd_conf: Path, queue: str, auth_type: str = "Basic", policy: str = AUTH_POLICY
+) -> bool:
+    """Add (or replace) the authenticated-queue block for ``queue`` in ``cupsd_conf``,
+    atomically, keeping the file's mode and owner. Idempotent: returns False when the file
+    already had exactly this block. cupsd reads it when it (re)starts or gets SIGHUP."""
+    text = cupsd_conf.read_text()
+    block = auth_policy_block(queue, auth_type, policy)
+    begin, end = _BEGIN.format(queue=queue), _END.format(queue=queue)
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        _, _, tail = rest.partition(end)
+        new = head + block.rstrip("\n") + tail
+    else:
+        new = text.rstrip("\n") + "\n" + block
+    if new == text:
+        return False
+    stat = cupsd_conf.stat()
+    tmp = cupsd_conf.with_name(f".{cupsd_conf.name}.tmp")
+    tmp.write_text(new)
+    tmp.chmod(stat.st_mode & 0o7777)
+    if os.geteuid() == 0:
+        os.chown(tmp, stat.st_uid, stat.st_gid)
+    tmp.replace(cupsd_conf)
+    return True
+
+
+def authenticated_queue_args(
+    queue: str, policy: str = AUTH_POLICY, auth_info_required: str = ""
+) -> list[str]:
+    """The ``lpadmin`` command that puts ``queue`` under ``policy`` (``printer-op-policy``).
+    ``auth_info_required`` (``username,password`` or ``negotiate``) also advertises it to
+    print dialogs, which then ask for credentials before sending; note that cupsd then hands
+    those credentials to the backend (AUTH_USERNAME/AUTH_PASSWORD), which pullprint ignores."""
+    args = ["lpadmin", "-p", queue, "-o", f"printer-op-policy={policy}"]
+    if auth_info_required:
+        args += ["-o", f"auth-info-required={auth_info_required}"]
+    return args
