@@ -721,6 +721,13 @@ async def delete_group(name: str, request: Request, _p: Principal = Depends(admi
     return Response(status_code=204)
 
 
+def _change_delegations(caller: Principal, owner: str) -> None:
+    """The owner (not at a terminal: a kiosk session changes no settings) or the admin."""
+    self_or_admin(caller, owner)
+    if caller.terminal:
+        raise Forbidden(403, "delegations cannot be changed at a terminal: sign in on the web")
+
+
 @router.put(
     "/users/{owner}/delegations",
     openapi_extra=schemas.request_body(schemas.DelegationIn),
@@ -731,7 +738,7 @@ async def put_delegation(
 ) -> dict[str, Any]:
     """``owner`` lets a user or a group release their jobs, charged to ``account``."""
     owner = validate.name(owner, "owner")
-    self_or_admin(caller, owner)
+    _change_delegations(caller, owner)
     obj = validate.body_object(await read_json(request))
     kind = DelegateKind(validate.choice(obj.get("kind"), "kind", ("user", "group")))
     delegation = Delegation(
@@ -763,7 +770,7 @@ async def delete_delegation(
     owner: str, kind: str, delegate: str, request: Request, caller: Principal = Depends(person)
 ) -> Response:
     owner = validate.name(owner, "owner")
-    self_or_admin(caller, owner)
+    _change_delegations(caller, owner)
     which = DelegateKind(validate.choice(kind, "kind", ("user", "group")))
     delegate = validate.name(delegate, "delegate")
     if not await run_in_threadpool(cloud_of(request).delegations.delete, owner, which, delegate):
