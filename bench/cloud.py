@@ -18,6 +18,7 @@ The time to build the rows is printed too (``build_seconds``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import sys
@@ -35,6 +36,7 @@ import sqlalchemy as sa
 from bench._stats import emit, p50_p99
 from pullprint.cloud import db
 from pullprint.cloud.users import PIN_HASHER
+from pullprint.cloudsync.client import CloudClient
 from pullprint.model import JobSubmission, Printer
 from pullprint.peers.cloud import CloudServer
 from pullprint.peers.documents import make_pdf
@@ -46,30 +48,41 @@ HELD_PER_USER = 10
 BATCH = 20_000
 
 
-def register_template(cloud: CloudServer, folder: Path) -> str:
-    """One real job of ``u0`` on printer1's node, document uploaded; returns its uuid."""
-    import hashlib
-
-    doc = make_pdf(folder / "doc.pdf", 2)
+def submit(node: CloudClient, doc: Path, owner: str, origin: str, cups_job_id: int = 1) -> str:
+    """Register a job of ``owner`` from node ``origin`` (whose client ``node`` is) and upload
+    ``doc`` as its document, as the backend does; returns its uuid."""
     data = doc.read_bytes()
     sub = JobSubmission(
         uuid=str(uuidlib.uuid4()),
-        owner="u0",
-        title="bench",
+        owner=owner,
+        title=doc.name,
         copies=1,
         options={},
-        pages=2,
+        pages=int(pikepdf_pages(doc)),
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         queue="PullPrint",
-        origin="node1",
-        cups_job_id=1,
+        origin=origin,
+        cups_job_id=cups_job_id,
         cups_job_uuid="urn:uuid:" + str(uuidlib.uuid4()),
     )
-    with cloud.node_client("node1") as node:
-        node.register(sub)
-        node.upload_document(sub.uuid, doc)
+    node.register(sub)
+    node.upload_document(sub.uuid, doc)
     return sub.uuid
+
+
+def pikepdf_pages(doc: Path) -> int:
+    import pikepdf
+
+    with pikepdf.open(doc) as pdf:
+        return len(pdf.pages)
+
+
+def register_template(cloud: CloudServer, folder: Path) -> str:
+    """One real job of ``u0`` on printer1's node, document uploaded; returns its uuid."""
+    doc = make_pdf(folder / "doc.pdf", 2)
+    with cloud.node_client("node1") as node:
+        return submit(node, doc, "u0", "node1")
 
 
 def _rows(
