@@ -8,6 +8,7 @@ worker thread. Refusals (``pullprint.errors``) are shown on the page, never as J
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Mapping
@@ -476,7 +477,9 @@ async def printer_qr(name: str, request: Request) -> Response:
     if await run_in_threadpool(cloud_of(request).printers.get, name) is None:
         raise NotFound(404, f"no printer {name}")
     qr = segno.make(printer_url(request, name), error="m")
-    svg = qr.svg_inline(scale=4, border=2, title=f"pullprint printer {name}")
+    out = io.BytesIO()
+    qr.save(out, kind="svg", xmldecl=False, scale=4, border=2, title=f"pullprint printer {name}")
+    svg = out.getvalue()
     return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "max-age=3600"})
 
 

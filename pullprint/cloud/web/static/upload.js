@@ -21,13 +21,13 @@
       text.textContent = pct < 100 ? "Uploading… " + pct + " %" : "Checking the document…";
     });
     xhr.addEventListener("load", function () {
-      if (xhr.status < 400 && xhr.responseURL && xhr.responseURL.indexOf("/upload") === -1) {
-        window.location.assign(xhr.responseURL);
-        return;
-      }
+      // Show the page the server answered with (the queue after a redirect, or the form with
+      // its error): it carries the one-time message, so it is not loaded again.
+      var url = xhr.responseURL;
       document.open();
       document.write(xhr.responseText);
       document.close();
+      if (url && xhr.status < 400) window.history.replaceState(null, "", url);
     });
     xhr.addEventListener("error", function () {
       text.textContent = "The upload failed: check the connection and try again.";
