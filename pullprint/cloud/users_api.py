@@ -181,7 +181,8 @@ async def get_user(name: str, request: Request, caller: Principal = Depends(pers
 @router.put("/users/{name}", openapi_extra=schemas.request_body(schemas.UserPutIn))
 async def put_user(name: str, request: Request, _p: Principal = Depends(admin)) -> Any:
     """Create or change a user: role, display_name, email, pin, password, disabled (each
-    optional; what is left out stays). Disabling ends the user's sessions."""
+    optional; what is left out stays). Disabling the user or setting their password (a reset)
+    ends the user's sessions."""
     name = validate.name(name, "name")
     obj = validate.body_object(await read_json(request))
     role = obj.get("role")
@@ -197,7 +198,7 @@ async def put_user(name: str, request: Request, _p: Principal = Depends(admin)) 
         raise InvalidRequest(422, "disabled must be true or false")
     cloud = cloud_of(request)
     created = await run_in_threadpool(lambda: cloud.users.upsert(name, source="local", **fields))
-    if fields["disabled"]:
+    if fields["disabled"] or (fields["password"] is not None and not created):
         await run_in_threadpool(cloud.sessions.close_all, name)
     found = await run_in_threadpool(cloud.users.get, name)
     return JSONResponse(found.to_json(), status_code=201 if created else 200)
