@@ -83,13 +83,6 @@ def test_operator_release_without_release_printer_says_how_to_release(
     assert stack.cups.job(cups_job)["job-state"] == CupsJobState.HELD
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: storage_mode=node is not carried end to end. Outbox.send deletes the spooled "
-    "document after registering even when the cloud keeps it on the node, and the node daemon "
-    "(daemon/delivery.download_document) always asks the cloud for a download URL (409 'use "
-    "that copy'). See the audit report.",
-)
 def test_node_storage_mode_prints_end_to_end(world_dir: Path) -> None:
     """Issue 4: "on the node (the document never leaves the printers' network; the cloud keeps
     metadata only)": print -> hold -> release -> printed with cloud.storage_mode = "node"."""
@@ -102,6 +95,8 @@ def test_node_storage_mode_prints_end_to_end(world_dir: Path) -> None:
         job = stack.wait_cloud_job("alice", cups_job)
         assert job.storage is StorageKind.NODE
         assert not list(stack.cloud.storage_dir.rglob(f"*{job.uuid}*"))
+        kept = stack.root / "spool" / "kept" / f"{job.uuid}.pdf"
+        assert kept.is_file()  # the document stays on the node's spool
         out = stack.cli(
             "release", job.uuid, "--printer", "printer1", "--user", "alice", "--pin", "1234"
         )
@@ -110,6 +105,10 @@ def test_node_storage_mode_prints_end_to_end(world_dir: Path) -> None:
         assert final.state is JobState.COMPLETED, final.state_reason
         assert final.impressions == 2
         stack.cups.wait_job(cups_job, {CupsJobState.COMPLETED}, timeout=30)
+        deadline = time.monotonic() + 10
+        while kept.exists():  # gone once the CUPS job is finished
+            assert time.monotonic() < deadline, "the kept document outlived its CUPS job"
+            time.sleep(0.1)
 
 
 @pytest.mark.xfail(

@@ -168,7 +168,7 @@ def first_run(
         cups_job_id=args.job_id,
         cups_job_uuid=record.cups_job_uuid,
     )
-    outbox = Outbox(spool.outbox)
+    outbox = Outbox(spool.outbox, spool.kept)
     entry_path = outbox.put(submission, document)
     spool.save_record(
         CupsJobRecord(record.uuid, args.job_id, record.cups_job_uuid, ctx.queue, "held")

@@ -5,6 +5,8 @@ Layout under ``spool_dir`` (0700, root):
   docs/<uuid>.pdf    the received document until it is registered and uploaded
   outbox/<uuid>.json registrations waiting for the cloud (see pullprint.cloudsync.outbox)
   done/<uuid>.json   the end state of a job, written by the node before it releases the CUPS job
+  kept/<uuid>.pdf    with cloud.storage_mode = "node": the document, kept here (never uploaded)
+                     until its CUPS job is finished or canceled
 Every file is written atomically (temp file in the same folder, then rename).
 """
 
@@ -75,11 +77,12 @@ class Spool:
         self.docs = root / "docs"
         self.outbox = root / "outbox"
         self.done = root / "done"
+        self.kept = root / "kept"
 
     def ensure(self) -> Spool:
         """Create the folders (0700, owned like the spool root). Idempotent."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for path in (self.jobs, self.docs, self.outbox, self.done):
+        for path in (self.jobs, self.docs, self.outbox, self.done, self.kept):
             try:
                 path.mkdir(mode=0o700)
             except FileExistsError:
@@ -126,6 +129,10 @@ class Spool:
     def document_path(self, uuid: str) -> Path:
         return self.docs / f"{uuid}.pdf"
 
+    def kept_path(self, uuid: str) -> Path:
+        """Where a document the cloud does not store (storage mode "node") is kept."""
+        return self.kept / f"{uuid}.pdf"
+
     def mark_done(self, uuid: str, state: JobState, impressions: int | None) -> None:
         """Remember a job's end state so the backend's next run can finish the CUPS job."""
         atomic_write_json(
@@ -144,6 +151,7 @@ class Spool:
         for path in (
             self.record_path(record.cups_job_uuid),
             self.document_path(record.uuid),
+            self.kept_path(record.uuid),
             self.done / f"{record.uuid}.json",
         ):
             path.unlink(missing_ok=True)

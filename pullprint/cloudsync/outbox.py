@@ -4,6 +4,10 @@ An entry is ``outbox/<uuid>.json`` holding the JobSubmission and the path of its
 written (atomically) before the first attempt, and removed only after the cloud has the job and
 its document, so a cloud that is down, or a crash at any point, loses nothing. Registration and
 upload are idempotent on the cloud side, so an entry may be sent again safely.
+
+When the cloud answers that the job's document stays on the node (``storage_mode = "node"``),
+it is not uploaded: it is moved to the keep folder (``Spool.kept``), where the node prints it
+from.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Protocol
 
 from pullprint.backend.spool import atomic_write_json, read_json
 from pullprint.errors import CloudRefused, CloudUnavailable
-from pullprint.model import Job, JobSubmission
+from pullprint.model import Job, JobSubmission, StorageKind
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +46,10 @@ class FlushResult:
 
 
 class Outbox:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, keep: Path | None = None) -> None:
         self.folder = folder
         self.rejected = folder / "rejected"
+        self.keep = keep  # where documents the cloud does not store are kept (None: upload all)
 
     def put(self, submission: JobSubmission, document: Path) -> Path:
         """Add an entry (replacing one for the same uuid). Durable when this returns."""
@@ -71,13 +76,25 @@ class Outbox:
         return len(self.entries())
 
     def send(self, path: Path, entry: OutboxEntry, cloud: Registrar) -> None:
-        """Register one entry and upload its document, then remove the entry and the document.
+        """Register one entry and upload its document (or move it to the keep folder when the
+        cloud keeps metadata only), then remove the entry and the uploaded document.
 
         Raises CloudUnavailable (entry kept) or CloudRefused (entry moved to ``rejected/``).
         """
+        uuid = entry.submission.uuid
         try:
-            cloud.register(entry.submission)
-            cloud.upload_document(entry.submission.uuid, entry.document)
+            job = cloud.register(entry.submission)
+            if job.storage is StorageKind.NODE and self.keep is not None:
+                kept = self.keep / f"{uuid}.pdf"
+                if entry.document.exists():
+                    self.keep.mkdir(mode=0o700, exist_ok=True)
+                    entry.document.replace(kept)  # same file system: atomic, durable
+                elif not kept.exists():
+                    raise CloudRefused(409, f"the document of job {uuid} is gone from the spool")
+                path.unlink(missing_ok=True)
+                log.info("job %s registered with the cloud; its document stays here", uuid)
+                return
+            cloud.upload_document(uuid, entry.document)
         except CloudUnavailable:
             raise
         except CloudRefused as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -62,7 +63,7 @@ from pullprint.filters.engine import FinishedDocument, apply_plan
 from pullprint.filters.options import FinishingOptions
 from pullprint.filters.plan import FinishingPlan, make_plan
 from pullprint.ipp.errors import IppPrinterBusy
-from pullprint.model import EventKind, Job, JobState, NodeEvent, PrintResult
+from pullprint.model import EventKind, Job, JobState, NodeEvent, PrintResult, StorageKind
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class Node:
         self.spool = Spool(config.spool_dir).ensure()
         self.work = config.spool_dir / "print"
         self.work.mkdir(mode=0o700, exist_ok=True)
-        self.outbox = Outbox(self.spool.outbox)
+        self.outbox = Outbox(self.spool.outbox, self.spool.kept)
         self.journal = Journal(config.spool_dir)
         self.metrics = Metrics(lambda: len(self.outbox))
         self.cursor_path = config.spool_dir / "node-cursor"
@@ -360,6 +361,18 @@ class Node:
     ) -> PrintResult:
         uuid = entry.uuid
         source = self.work / f"{uuid}.pdf"
+        if not source.exists() and job.storage is StorageKind.NODE:
+            kept = self.spool.kept_path(uuid)
+            if not kept.exists():
+                result = PrintResult(
+                    JobState.FAILED,
+                    None,
+                    reason=f"the document of job {uuid} is kept on node {job.origin}, "
+                    f"but node {self.config.name} does not have it",
+                )
+                self.journal.finish(uuid, result.state.value, result.reason)
+                return result
+            shutil.copyfile(kept, source)  # the kept copy stays until the CUPS job ends
         if not source.exists():
             fresh = entry.step != "claimed"
             try:
