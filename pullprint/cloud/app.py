@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pullprint.cloud import db, events, schemas, signing, users_api, validate, web
+from pullprint.cloud import db, events, identity_api, schemas, signing, users_api, validate, web
 from pullprint.cloud.accounting import api as accounting_api
 from pullprint.cloud.auth import Principal, Role, TokenAuth
 from pullprint.cloud.context import (
@@ -48,7 +48,7 @@ from pullprint.cloud.sessions import SESSION_PREFIX, TERMINAL_PREFIX, SessionBoo
 from pullprint.cloud.signing import UrlSigner
 from pullprint.cloud.storage import CHUNK, discard
 from pullprint.cloud.users import UserDirectory, UserRole
-from pullprint.config import CloudConfig, ConfigError
+from pullprint.config import CloudConfig, ConfigError, DirectoryConfig, OidcConfig
 from pullprint.errors import CloudRefused, DocumentError, Forbidden, InvalidRequest, NotFound
 from pullprint.identity.lockout import Lockout, LockoutPolicy, check_lockout, counted
 from pullprint.model import ReleaseMode, StorageKind
@@ -93,6 +93,8 @@ def create_app(
     config: CloudConfig,
     notifier: Notifier | None = None,
     clock: Callable[[], float] = time.time,
+    directory: DirectoryConfig | None = None,
+    oidc: OidcConfig | None = None,
 ) -> FastAPI:
     """Build the API app: opens the database and applies its migrations (``upgrade heads``),
     creates ``storage_dir``. The notifier binds to the loop when the app starts serving:
@@ -190,6 +192,8 @@ def create_app(
     app.include_router(router, prefix=PREFIX)
     app.include_router(accounting_api.router, prefix=PREFIX)  # accounting (docs/accounting.md)
     app.include_router(users_api.router, prefix=PREFIX)  # sessions, accounts, terminals
+    app.include_router(identity_api.router, prefix=PREFIX)  # directory sync, single sign-on
+    identity_api.configure(app, directory or DirectoryConfig(), oidc or OidcConfig(), clock=clock)
     app.include_router(web.router)  # the web pages (pullprint/cloud/web)
     return app
 
@@ -245,6 +249,8 @@ async def _sweep_forever(cloud: Cloud) -> None:
 
 
 def _is_upload(method: str, path: str) -> bool:
+    if method == "POST" and path == "/upload":  # web upload: web.upload checks its own limit
+        return True
     return method == "PUT" and path.startswith(f"{PREFIX}/jobs/") and path.endswith("/document")
 
 

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -225,14 +226,14 @@ class CloudClient:
         account: str | None = None,
     ) -> Job:
         """Release a held job to ``printer`` for ``user`` (its owner or a delegate) with their
-        PIN (admin). ``options``: release changes; ``account``: the owner's choice of shared
-        account (a delegate's release is charged as the delegation says)."""
-        body: dict[str, Any] = {
-            "user": user,
-            "pin": pin,
-            "printer": printer,
-            "options": dict(options or {}),
-        }
+        PIN (admin; a signed-in session passes empty ``user`` and ``pin``). ``options``:
+        release changes; ``account``: the owner's choice of shared account (a delegate's
+        release is charged as the delegation says)."""
+        body: dict[str, Any] = {"printer": printer, "options": dict(options or {})}
+        if user:  # a signed-in client's session says who releases: no user, no PIN
+            body["user"] = user
+        if pin:
+            body["pin"] = pin
         if account is not None:
             body["account"] = account
         return Job.from_json(self._json("POST", f"/jobs/{_q(uuid)}/release", json_body=body))
@@ -413,3 +414,216 @@ class AdminClient(CloudClient):
         """Run the retention sweep now; returns what it did."""
         data = self._json("POST", "/admin/retention/run", json_body={})
         return {str(k): int(v) for k, v in data.items()}
+
+    # -- sessions and my account (a signed-in user's session token) ---------------------------
+
+    def sign_in(self, name: str, password: str) -> dict[str, Any]:
+        """Open a session for ``name`` with their password (no token needed): the answer's
+        ``token`` (``pps_...``), ``user``, ``role`` and ``expires_at``. A wrong password is a
+        Forbidden and counts towards the user's lockout."""
+        data: dict[str, Any] = self._json(
+            "POST", "/sessions", json_body={"name": name, "password": password}
+        )
+        return data
+
+    def sign_out(self) -> None:
+        """End this client's session (its token stops working)."""
+        self._request("DELETE", "/sessions/current").close()
+
+    def me(self) -> dict[str, Any]:
+        """The signed-in user: name, role, groups, cards..."""
+        data: dict[str, Any] = self._json("GET", "/me")
+        return data
+
+    def upload_job(self, body: Any, size: int, title: str) -> Job:
+        """Put a PDF, PNG or JPEG into the signed-in user's queue (``POST /jobs/upload``):
+        ``body`` is a readable binary file of ``size`` bytes, streamed. Returns the held job."""
+        response = self._request(
+            "POST",
+            "/jobs/upload",
+            data=body,
+            params={"title": title},
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            timeout=(self.timeout, max(self.timeout, 300.0)),
+        )
+        try:
+            return Job.from_json(response.json())
+        except ValueError as exc:
+            raise CloudUnavailable("POST /jobs/upload: the cloud answered non-JSON") from exc
+        finally:
+            response.close()
+
+    # -- users, cards and groups --------------------------------------------------------------
+
+    def list_users(self) -> list[dict[str, Any]]:
+        """Every user (admin, operator; a user gets only themself)."""
+        return list(self._json("GET", "/users")["users"])
+
+    def get_user(self, name: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._json("GET", f"/users/{_q(name)}")
+        return data
+
+    def create_user(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Create a user (admin): ``pin`` and/or ``password``, ``role``, ``display_name``,
+        ``email``; Conflict if the name exists. Returns the stored user."""
+        self._json("POST", "/users", json_body={"name": name, **fields})
+        return self.get_user(name)
+
+    def put_user(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Create or change a user (admin): only the ``fields`` given change (role, pin,
+        password, display_name, email, disabled). Returns the stored user."""
+        data: dict[str, Any] = self._json("PUT", f"/users/{_q(name)}", json_body=fields)
+        return data
+
+    def add_card(self, name: str, card: str) -> dict[str, Any]:
+        """Register card ``card`` (hex or decimal as read) for user ``name``, approved (admin)."""
+        data: dict[str, Any] = self._json(
+            "POST", f"/users/{_q(name)}/cards", json_body={"card": card}
+        )
+        return data
+
+    def get_group(self, name: str) -> list[str]:
+        """The members of group ``name``; NotFound if there is none."""
+        return [str(m) for m in self._json("GET", f"/groups/{_q(name)}")["members"]]
+
+    def list_groups(self) -> dict[str, list[str]]:
+        """Every group that has members, with its members sorted: read from the users'
+        ``groups`` (the API has no list of groups)."""
+        groups: dict[str, list[str]] = {}
+        for user in self.list_users():
+            for group in user.get("groups", []):
+                groups.setdefault(str(group), []).append(str(user["name"]))
+        return {name: sorted(members) for name, members in sorted(groups.items())}
+
+    def delete_group(self, name: str) -> None:
+        self._request("DELETE", f"/groups/{_q(name)}").close()
+
+    # -- terminals ----------------------------------------------------------------------------
+
+    def list_terminals(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/terminals")["terminals"])
+
+    def add_terminal(self, name: str, printer: str, methods: list[str]) -> dict[str, Any]:
+        """Register a terminal bound to ``printer``; the answer's ``token`` is its secret,
+        shown only this once."""
+        body = {"name": name, "printer": printer, "methods": methods}
+        data: dict[str, Any] = self._json("POST", "/terminals", json_body=body)
+        return data
+
+    def delete_terminal(self, name: str) -> None:
+        self._request("DELETE", f"/terminals/{_q(name)}").close()
+
+    # -- prices and reports -------------------------------------------------------------------
+
+    def get_prices(self, printer: str) -> dict[str, Any]:
+        """A printer's price list: unit, papercut flag and entries (media, color, sides,
+        price as a decimal string)."""
+        data: dict[str, Any] = self._json("GET", f"/accounting/printers/{_q(printer)}/prices")
+        return data
+
+    def put_prices(
+        self, printer: str, unit: str, prices: list[dict[str, str]], papercut: bool = False
+    ) -> dict[str, Any]:
+        """Replace a printer's price list (an empty ``prices`` removes it)."""
+        body = {"unit": unit, "prices": prices, "papercut": papercut}
+        data: dict[str, Any] = self._json(
+            "PUT", f"/accounting/printers/{_q(printer)}/prices", json_body=body
+        )
+        return data
+
+    def report(self, params: dict[str, str]) -> dict[str, Any]:
+        """Printer Usage sums (``group``, ``period`` and the filters user, printer, account,
+        since, until in ``params``) with the ids of the transactions they sum."""
+        data: dict[str, Any] = self._json("GET", "/accounting/reports", params=params)
+        return data
+
+    def transactions(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        """Printer Usage transactions with their details (filters as in :meth:`report`)."""
+        return list(self._json("GET", "/accounting/transactions", params=params)["transactions"])
+
+    def csv(self, what: str, params: dict[str, str]) -> str:
+        """``what`` (``reports`` or ``transactions``) as the cloud's CSV text."""
+        response = self._request(
+            "GET",
+            f"/accounting/{what}",
+            params={**params, "format": "csv"},
+            headers={"Accept": "text/csv"},
+        )
+        try:
+            return response.text
+        finally:
+            response.close()
+
+
+# -- the command line's saved sign-in -------------------------------------------------------------
+
+SESSION_ENV = "PULLPRINT_SESSION"
+
+
+@dataclass(frozen=True)
+class SavedSession:
+    """A session token kept by ``pullprint login`` for later commands: which cloud, who."""
+
+    url: str
+    token: str
+    user: str
+    role: str
+    expires_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SavedSession:
+        return cls(
+            url=str(data["url"]),
+            token=str(data["token"]),
+            user=str(data["user"]),
+            role=str(data.get("role", "")),
+            expires_at=float(data.get("expires_at", 0)),
+        )
+
+
+def session_path() -> Path:
+    """Where the saved session lives: ``$PULLPRINT_SESSION``, else
+    ``$XDG_CONFIG_HOME/pullprint/session`` (``~/.config/pullprint/session``)."""
+    if os.environ.get(SESSION_ENV):
+        return Path(os.environ[SESSION_ENV])
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "pullprint" / "session"
+
+
+def save_session(session: SavedSession, path: Path | None = None) -> Path:
+    """Write ``session`` to ``path`` (default :func:`session_path`), mode 0600, atomically
+    (temp file in the same folder, then renamed); creates the folder 0700. Returns the path."""
+    target = path or session_path()
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".session.", dir=target.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(session.to_json(), fh)
+        Path(tmp_name).replace(target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    return target
+
+
+def load_session(path: Path | None = None) -> SavedSession | None:
+    """The saved session, or None when there is none (or it cannot be read as one)."""
+    target = path or session_path()
+    try:
+        return SavedSession.from_json(json.loads(target.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def forget_session(path: Path | None = None) -> bool:
+    """Delete the saved session; True if there was one. Idempotent."""
+    try:
+        (path or session_path()).unlink()
+    except FileNotFoundError:
+        return False
+    return True
