@@ -5,6 +5,7 @@ to artifacts/screenshots/ (phone width 390x844, some also at desktop width)."""
 
 from __future__ import annotations
 
+import io
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
+import zxingcpp
+from PIL import Image
 from playwright.sync_api import (
     BrowserContext,
     Page,
@@ -154,8 +157,12 @@ def test_sign_in_release_grey_two_sided_by_qr_link_and_see_the_cost(
     assert image_loaded(page, f"#job-{uuid} img.thumb")
     shot(page, "queue", desktop=True)
 
-    # At the printer: its QR code opens /p/printer1 (the code's own link is shown with it).
-    page.goto(base + "/p/printer1")
+    # At the printer: scan its QR code (the sticker is /p/printer1/qr.svg), open what it says.
+    page.goto(base + "/p/printer1/qr.svg")
+    sticker = Image.open(io.BytesIO(page.locator("svg").screenshot())).convert("L")
+    decoded = [r.text for r in zxingcpp.read_barcodes(sticker)]
+    assert decoded == [f"{base}/p/printer1"]
+    page.goto(decoded[0])
     page.click("details summary")
     page.wait_for_function("document.querySelector('.qr img').naturalWidth > 0")
     expect(page.locator(".qr + p")).to_have_text(f"{base}/p/printer1")

@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from pullprint.cloud import validate
 from pullprint.cloud.auth import Principal
 from pullprint.cloud.context import Cloud, cloud_of
-from pullprint.cloud.sessions import SESSION_PREFIX, TERMINAL_PREFIX, Terminal
+from pullprint.cloud.sessions import TERMINAL_PREFIX, Terminal
 from pullprint.cloud.validate import ReleaseRequest
 from pullprint.cloud.web import layout
 from pullprint.cloud.web.layout import check_form, render
@@ -67,16 +69,7 @@ def _terminal(request: Request) -> tuple[Terminal, str] | None:
 
 def _signed_in(request: Request, terminal: Terminal) -> tuple[Principal, str] | None:
     """The person signed in at this terminal (a live terminal session of this terminal)."""
-    token = request.cookies.get(KIOSK_COOKIE, "")
-    if not token.startswith(SESSION_PREFIX):
-        return None
-    try:
-        found = cloud_of(request).auth.authenticate("Bearer " + token)
-    except Unauthorized:
-        return None
-    if not found.user or found.terminal != terminal.name:
-        return None
-    return found, token
+    return layout.session_in(request, KIOSK_COOKIE, terminal.name)
 
 
 def _go(request: Request, message: str = "", error: str = "") -> Response:
@@ -196,40 +189,47 @@ async def _session(request: Request) -> tuple[Cloud, Terminal, Principal]:
     return cloud_of(request), terminal, session[0]
 
 
+Action = Callable[[Cloud, Terminal, Principal, FormData], Awaitable[str]]
+
+
+async def _act(request: Request, action: Action) -> Response:
+    """Run a signed-in kiosk action (CSRF checked) and go back to the kiosk with its message,
+    or with the refusal (signed out meanwhile, not held...) as the error."""
+    try:
+        cloud, terminal, me = await _session(request)
+        form = await check_form(request)
+        message = await action(cloud, terminal, me, form)
+    except CloudRefused as exc:
+        return _go(request, error=exc.message)
+    return _go(request, message=message)
+
+
 @router.post(f"{PATH}/release")
 async def kiosk_release(request: Request) -> Response:
     """Release one job to this terminal's printer, with the chosen changes."""
-    try:
-        cloud, terminal, me = await _session(request)
-    except Unauthorized as exc:
-        return _go(request, error=exc.message)
-    form = await check_form(request)
-    raw = form.get("job")
-    try:
+
+    async def release(cloud: Cloud, terminal: Terminal, me: Principal, form: FormData) -> str:
+        raw = form.get("job")
         uuid = validate.job_uuid(raw if isinstance(raw, str) else "", "job")
         options = choices_from(form).options()
         req = ReleaseRequest(user=me.user, pin="", printer=terminal.printer, options=options)
         job = await run_in_threadpool(cloud.jobs.release, uuid, req, me)
-    except CloudRefused as exc:
-        return _go(request, error=exc.message)
-    return _go(request, message=f"{job.title or 'The job'} is printing on {terminal.printer}.")
+        return f"{job.title or 'The job'} is printing on {terminal.printer}."
+
+    return await _act(request, release)
 
 
 @router.post(f"{PATH}/release-all")
 async def kiosk_release_all(request: Request) -> Response:
     """Release every held job of mine to this terminal's printer, each with its own options."""
-    try:
-        cloud, terminal, me = await _session(request)
-    except Unauthorized as exc:
-        return _go(request, error=exc.message)
-    await check_form(request)
-    try:
+
+    async def release_all(cloud: Cloud, terminal: Terminal, me: Principal, _f: FormData) -> str:
         done = await run_in_threadpool(
             cloud.jobs.authenticate, terminal.printer, me.user, None, True
         )
-    except CloudRefused as exc:
-        return _go(request, error=exc.message)
-    return _go(request, message=f"{len(done.released)} job(s) printing on {terminal.printer}.")
+        return f"{len(done.released)} job(s) printing on {terminal.printer}."
+
+    return await _act(request, release_all)
 
 
 @router.post(f"{PATH}/signout")

@@ -75,19 +75,27 @@ ENV.filters["duration"] = _ago
 ENV.globals["time"] = time.time
 
 
-def current(request: Request) -> Principal | None:
-    """The person signed in by the ``pullprint_session`` cookie, or None (no cookie, expired
-    session, disabled user). Terminal sessions do not sign in the web pages. Changes nothing."""
-    token = request.cookies.get(SESSION_COOKIE, "")
+def session_in(request: Request, cookie: str, terminal: str = "") -> tuple[Principal, str] | None:
+    """(person, token) of the session whose token is in ``cookie``, opened at ``terminal``
+    ("" for the web pages: a terminal session is not accepted there); None when there is none
+    or it expired or the user is disabled. Changes nothing."""
+    token = request.cookies.get(cookie, "")
     if not token.startswith(SESSION_PREFIX):
         return None
     try:
         found = cloud_of(request).auth.authenticate("Bearer " + token)
     except Unauthorized:
         return None
-    if not found.user or found.terminal:
+    if not found.user or found.terminal != terminal:
         return None
-    return found
+    return found, token
+
+
+def current(request: Request) -> Principal | None:
+    """The person signed in by the ``pullprint_session`` cookie, or None (no cookie, expired
+    session, disabled user). Terminal sessions do not sign in the web pages. Changes nothing."""
+    found = session_in(request, SESSION_COOKIE)
+    return found[0] if found else None
 
 
 def require_person(request: Request) -> Principal:
