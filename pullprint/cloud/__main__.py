@@ -24,14 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
-        config = load(args.config).cloud
+        loaded = load(args.config)
     except ConfigError as exc:
         print(f"pullprint cloud: {exc}", file=sys.stderr)
         return 2
     from pullprint.cloud.server import run  # imported late: keeps --help fast
 
     try:
-        run(config)
+        run(loaded.cloud, loaded.directory, loaded.oidc)
     except ConfigError as exc:
         print(f"pullprint cloud: {exc}", file=sys.stderr)
         return 2

@@ -47,6 +47,7 @@ from pullprint.cloud.printers import PrinterRegistry
 from pullprint.cloud.sessions import SESSION_PREFIX, TERMINAL_PREFIX, SessionBook, TerminalBook
 from pullprint.cloud.signing import UrlSigner
 from pullprint.cloud.storage import CHUNK, discard
+from pullprint.cloud.upload_api import router as upload_router
 from pullprint.cloud.users import UserDirectory, UserRole
 from pullprint.config import CloudConfig, ConfigError, DirectoryConfig, OidcConfig
 from pullprint.errors import CloudRefused, DocumentError, Forbidden, InvalidRequest, NotFound
@@ -192,6 +193,7 @@ def create_app(
     app.include_router(router, prefix=PREFIX)
     app.include_router(accounting_api.router, prefix=PREFIX)  # accounting (docs/accounting.md)
     app.include_router(users_api.router, prefix=PREFIX)  # sessions, accounts, terminals
+    app.include_router(upload_router, prefix=PREFIX)  # POST /jobs/upload (pullprint print)
     app.include_router(identity_api.router, prefix=PREFIX)  # directory sync, single sign-on
     identity_api.configure(app, directory or DirectoryConfig(), oidc or OidcConfig(), clock=clock)
     app.include_router(web.router)  # the web pages (pullprint/cloud/web)
@@ -250,6 +252,8 @@ async def _sweep_forever(cloud: Cloud) -> None:
 
 def _is_upload(method: str, path: str) -> bool:
     if method == "POST" and path == "/upload":  # web upload: web.upload checks its own limit
+        return True
+    if method == "POST" and path == f"{PREFIX}/jobs/upload":  # upload_api checks its own limit
         return True
     return method == "PUT" and path.startswith(f"{PREFIX}/jobs/") and path.endswith("/document")
 

@@ -16,7 +16,7 @@ from types import FrameType
 import uvicorn
 
 from pullprint.cloud.app import Cloud, create_app
-from pullprint.config import CloudConfig
+from pullprint.config import CloudConfig, DirectoryConfig, OidcConfig
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,15 @@ class _Server(uvicorn.Server):
         self._on_exit()
 
 
-def run(config: CloudConfig) -> None:
-    """Serve the release service on ``listen_host:listen_port`` until stopped.
+def run(
+    config: CloudConfig, directory: DirectoryConfig | None = None, oidc: OidcConfig | None = None
+) -> None:
+    """Serve the release service on ``listen_host:listen_port`` until stopped, with directory
+    sync and single sign-on when ``directory`` and ``oidc`` configure them.
 
     Opens the database and applies its migrations first (see ``create_app``).
     """
-    app = create_app(config)
+    app = create_app(config, directory=directory, oidc=oidc)
     cloud = app.state.cloud
     assert isinstance(cloud, Cloud)
     uv_config = uvicorn.Config(
