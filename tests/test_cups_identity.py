@@ -17,12 +17,18 @@ from typing import Any
 import pytest
 import requests
 
+from pullprint import config as configmod
+from pullprint.cloud.app import check_config
+from pullprint.config import CloudConfig, ConfigError, NodeConfig
 from pullprint.cups.install import authenticated_queue_args, install_auth_policy
 from pullprint.cups.jobs import CupsJobState
+from pullprint.cups.private import PrivateCups
+from pullprint.identity.names import map_user_name, rules_from
 from pullprint.model import JobState
 from pullprint.peers.cloud import CloudServer
 from pullprint.peers.documents import make_pdf
 from pullprint.peers.stack import Stack
+from tests.test_cloud_api import make_document, start_cloud, submission
 
 HELD = {CupsJobState.HELD}
 PAM_USER = ("ppprinter1", "pp-Printer-secret-1")
@@ -249,3 +255,83 @@ def test_authenticated_queue_takes_the_name_from_pam(
         final = stack.wait_state(job["uuid"], {JobState.COMPLETED, JobState.FAILED})
         assert final.state is JobState.COMPLETED
         stack.cups.wait_job(cups_job, {CupsJobState.COMPLETED})
+
+
+# -- the parts on their own ------------------------------------------------------------------
+
+
+def test_name_rules_from_the_node_configuration() -> None:
+    node = NodeConfig(user_aliases={"EXAMPLE\\JDoe": "john", "svc": "alice"})
+    rules = rules_from(node)
+    assert map_user_name("EXAMPLE\\Alice", rules) == "alice"
+    assert map_user_name("alice@EXAMPLE.ORG", rules) == "alice"
+    assert map_user_name("example\\jdoe", rules) == "john"  # the whole claim, any case
+    assert map_user_name("SVC@EXAMPLE.ORG", rules) == "alice"  # the mapped name
+    assert map_user_name("EXAMPLE\\", rules) == "example\\"  # nothing left: kept whole
+    kept = rules_from(NodeConfig(user_strip_domain=False, user_lower_case=False))
+    assert map_user_name("EXAMPLE\\Alice", kept) == "EXAMPLE\\Alice"
+    assert map_user_name(map_user_name("Bob@X", rules), rules) == "bob"  # idempotent
+
+
+def test_unknown_user_setting_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"cloud\.unknown_user"):
+        check_config(CloudConfig(unknown_user="maybe"))
+    config = configmod.parse({"cloud": {"unknown_user": "hold"}, "node": {"user_aliases": {}}})
+    assert config.cloud.unknown_user == "hold"
+    with pytest.raises(ConfigError, match=r"node\.user_aliases"):
+        configmod.parse({"node": {"user_aliases": {"a": 1}}})
+
+
+def test_held_for_an_admin_then_assigned_through_the_api(tmp_path: Path) -> None:
+    """A resent registration after the assignment is the same job (200), not a conflict."""
+    server = start_cloud(tmp_path / "cloud", "sqlite", unknown_user="hold")
+    try:
+        with server.node_client("node1") as node, server.admin_client() as admin:
+            doc = make_document(tmp_path)
+            sub = submission(doc, owner="zed", origin="node1")
+            job = node.register(sub)
+            assert job.owner == "" and job.state is JobState.HELD
+            assert job.transaction is not None and job.transaction.user == ""
+            node.upload_document(sub.uuid, doc)
+            assert [j.uuid for j in admin.list_jobs(user="alice")] == []
+            token = server.admin_token
+            url = f"{server.url}/api/v1/jobs/{sub.uuid}"
+            headers = {"Authorization": f"Bearer {token}"}
+            assert requests.post(f"{url}/assign", json={"owner": "alice"}, headers=headers,
+                                 timeout=10).status_code == 200  # fmt: skip
+            again = node.register(sub)
+            assert (again.uuid, again.owner) == (sub.uuid, "alice")
+            assert admin.get_job(sub.uuid).transaction.user == "alice"  # type: ignore[union-attr]
+            released = admin.release(sub.uuid, "alice", "1234", "printer1")
+            assert released.state is JobState.RELEASED
+            late = requests.post(f"{url}/assign", json={"owner": "bob"}, headers=headers,
+                                 timeout=10)  # fmt: skip
+            assert late.status_code == 409 and "not held" in late.json()["detail"]
+    finally:
+        server.stop()
+
+
+def test_auth_policy_is_valid_cupsd_configuration_and_replaced_in_place(world_dir: Path) -> None:
+    cups = PrivateCups(world_dir / "cups").start()
+    cups.stop()
+    conf = cups.root / "cupsd.conf"
+    before = conf.read_text()
+    for auth_type in ("Basic", "Negotiate"):
+        assert install_auth_policy(conf, "PullPrint", auth_type)
+        checked = subprocess.run(
+            ["cupsd", "-t", "-c", str(conf), "-s", str(cups.root / "cups-files.conf")],
+            capture_output=True,
+            text=True,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        text = conf.read_text()
+        assert text.startswith(before.rstrip("\n")) and text.count("<Policy pullprint-auth") == 1
+        assert f"AuthType {auth_type}" in text
+    install_auth_policy(conf, "Other")
+    assert conf.read_text().count("<Policy pullprint-auth") == 2  # one block per queue
+    with pytest.raises(ValueError, match="auth_type"):
+        install_auth_policy(conf, "PullPrint", "Digest")
+    assert authenticated_queue_args("Q", auth_info_required="negotiate") == [
+        "lpadmin", "-p", "Q", "-o", "printer-op-policy=pullprint-authenticated",
+        "-o", "auth-info-required=negotiate",
+    ]  # fmt: skip
