@@ -29,6 +29,7 @@ from pullprint.cups.jobs import CupsJobState
 from pullprint.model import JobState, TransactionStatus
 from pullprint.peers.documents import make_pdf
 from pullprint.peers.stack import Stack
+from tests.test_cloud_api import start_cloud
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -325,3 +326,29 @@ def test_operator_cancels_in_the_cups_web_ui_and_pullprint_shows_it_canceled(
     shot(page, "history-canceled")
     page.goto(stack.cloud.url + "/")
     expect(page.locator(f"#job-{uuid}")).to_have_count(0)
+
+
+def test_kiosk_signs_out_by_itself_when_the_countdown_ends(tmp_path: Path, browse: Browse) -> None:
+    cloud = start_cloud(tmp_path / "cloud", "sqlite", terminal_session_seconds=3)
+    try:
+        admin = {"Authorization": f"Bearer {cloud.admin_token}"}
+        requests.post(
+            f"{cloud.url}/api/v1/users/bob/cards", json={"card": "555"}, headers=admin, timeout=10
+        ).raise_for_status()
+        made = requests.post(
+            f"{cloud.url}/api/v1/terminals",
+            json={"name": "door", "printer": "printer1", "methods": ["card"]},
+            headers=admin,
+            timeout=10,
+        )
+        page = browse().new_page()
+        page.goto(f"{cloud.url}/kiosk?terminal={made.json()['token']}")
+        page.keyboard.type("555")
+        page.keyboard.press("Enter")
+        expect(page.locator("#countdown")).to_be_visible()
+        expect(page.locator("h1")).to_contain_text("0 jobs for printer1")
+        # nobody touches it: the countdown reaches zero and the page signs out
+        expect(page.locator("#card")).to_be_focused(timeout=10_000)
+        expect(page.locator(".flash.ok")).to_have_text("Signed out.")
+    finally:
+        cloud.stop()

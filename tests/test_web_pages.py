@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -422,3 +423,73 @@ def test_kiosk_card_pin_release_and_sign_out(cloud: CloudServer, tmp_path: Path)
         data={"csrf_token": csrf_of(page.text), "method": "pin", "user": "alice", "pin": "0000"},
     )
     assert flashes(by_pin.text) == ["wrong user name or PIN"]
+
+
+def test_kiosk_username_selection_and_the_session_expires_on_the_server(
+    tmp_path: Path,
+) -> None:
+    server = start_cloud(tmp_path / "cloud", "sqlite", terminal_session_seconds=2)
+    try:
+        made = requests.post(
+            f"{server.url}/api/v1/terminals",
+            json={"name": "desk", "printer": "printer2", "methods": ["username"]},
+            headers={"Authorization": f"Bearer {server.admin_token}"},
+            timeout=10,
+        )
+        kiosk = requests.Session()
+        page = kiosk.get(f"{server.url}/kiosk?terminal={made.json()['token']}", timeout=10)
+        assert "Who are you?" in page.text and 'id="card"' not in page.text
+        names = re.findall(r'name="user" value="([^"]+)"', page.text)
+        assert names == ["alice", "bob"]
+        card = kiosk.post(
+            f"{server.url}/kiosk/signin",
+            data={"csrf_token": csrf_of(page.text), "method": "card", "card": "123"},
+        )
+        assert "does not allow sign-in by card" in flashes(card.text)[0]
+        page = kiosk.post(
+            f"{server.url}/kiosk/signin",
+            data={"csrf_token": csrf_of(page.text), "method": "username", "user": "bob"},
+        )
+        assert "bob · " in page.text and "job" in page.text and "printer2" in page.text
+        deadline = time.monotonic() + 10
+        while "Who are you?" not in page.text:  # signed out by the server, no click needed
+            assert time.monotonic() < deadline, "the kiosk session did not expire"
+            time.sleep(0.5)
+            page = kiosk.get(f"{server.url}/kiosk", timeout=10)
+        gone = kiosk.post(
+            f"{server.url}/kiosk/release-all", data={"csrf_token": csrf_of(page.text)}
+        )
+        assert flashes(gone.text) == ["signed out: sign in again"]
+    finally:
+        server.stop()
+
+
+def test_documents_kept_on_the_node_show_a_placeholder_and_refuse_web_upload(
+    tmp_path: Path,
+) -> None:
+    server = start_cloud(tmp_path / "cloud", "sqlite", storage_mode="node")
+    try:
+        requests.put(
+            f"{server.url}/api/v1/users/alice",
+            json={"password": PASSWORD},
+            headers={"Authorization": f"Bearer {server.admin_token}"},
+            timeout=10,
+        ).raise_for_status()
+        doc = make_pdf(tmp_path / "kept.pdf", 2)
+        with server.node_client("node1") as node:
+            sub = submission(doc, origin="node1", pages=2)
+            node.register(sub)
+        alice = sign_in(server)
+        queue = alice.get(server.url + "/", timeout=10).text
+        assert "kept on the print server" in queue and f"/jobs/{sub.uuid}/thumb.png" not in queue
+        assert alice.get(f"{server.url}/jobs/{sub.uuid}/thumb.png").status_code == 404
+        form = alice.get(f"{server.url}/upload", timeout=10).text
+        refused = alice.post(
+            f"{server.url}/upload",
+            data={"csrf_token": csrf_of(form)},
+            files={"document": ("a.pdf", doc.read_bytes(), "application/pdf")},
+        )
+        assert refused.status_code == 409
+        assert "web upload needs documents stored in the cloud" in flashes(refused.text)[0]
+    finally:
+        server.stop()
