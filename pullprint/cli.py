@@ -126,6 +126,7 @@ def _print_job(job: Job, as_json: bool) -> None:
         ("printer", job.printer or "-"),
         ("transaction", job.transaction.summary() if job.transaction else "-"),
     ]
+    rows += [(f"finishing {s.option}", f"{s.value}: {s.how} [{s.where}]") for s in job.finishing]
     out.table(("FIELD", "VALUE"), rows)
 
 
@@ -446,6 +447,26 @@ def cmd_printer_test(args: argparse.Namespace, cfg: configmod.Config) -> int:
     return EXIT_OK if result.ok else EXIT_ERROR
 
 
+def cmd_discover(args: argparse.Namespace, cfg: configmod.Config) -> int:
+    """The IPP printers announced with DNS-SD on this host's networks (run it on a node), with
+    the URIs to give ``admin printer-add``."""
+    from pullprint.daemon.discovery import DiscoveryUnavailable, browse
+
+    try:
+        found = browse(args.timeout)
+    except DiscoveryUnavailable as exc:
+        raise PullprintError(f"DNS-SD discovery is not available here: {exc}") from exc
+    if args.json:
+        out.emit_json([d.to_json() for d in found])
+    else:
+        out.table(
+            ("NAME", "URI", "MAKE AND MODEL", "LOCATION"),
+            [(d.name, d.uri, d.make_and_model, d.location) for d in found],
+            empty="no IPP printers announced on this network",
+        )
+    return EXIT_OK
+
+
 def _price_entries(spec: str) -> list[dict[str, str]]:
     """``[QUALIFIER,...]=PRICE`` -> price entries: qualifiers are color/mono, one-sided/
     two-sided and a media size (a4, letter...); a colour or sidedness left out (or ``*``)
@@ -759,6 +780,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--location", default="")
     p = _add(admin, "printer-test", cmd_printer_test, "ask a printer its state and capabilities")
     p.add_argument("name")
+    _json_flag(p)
+
+    p = _add(admin, "discover", cmd_discover, "list IPP printers announced here (DNS-SD)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per service type")
     _json_flag(p)
 
     p = _add(admin, "prices", cmd_prices, "show a printer's price list")

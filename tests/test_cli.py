@@ -471,3 +471,42 @@ def test_print_shows_a_progress_bar_on_a_terminal(
     assert done.returncode == 0, drawn
     assert "held in your queue" in done.stdout
     assert b"uploading big.pdf" in drawn and b"B/s" in drawn
+
+
+# -- DNS-SD discovery (parsing only: browsing would send multicast off loopback) ----------------
+
+AVAHI_OUTPUT = (
+    "+;eth0;IPv4;HP\\032LaserJet\\032M404;_ipp._tcp;local\n"
+    "=;eth0;IPv4;HP\\032LaserJet\\032M404;_ipp._tcp;local;hp-m404.local;192.0.2.20;631;"
+    '"txtvers=1" "rp=ipp/print" "ty=HP LaserJet M404dn" "note=2nd floor" "pdl=application/pdf"\n'
+    '=;eth0;IPv6;HP\\032LaserJet\\032M404;_ipp._tcp;local;hp-m404.local;fd00::20;631;"rp=ipp/print"\n'
+    '=;eth0;IPv6;Lab\\032\\0402\\041;_ipps._tcp;local;lab.local;fd00::21;443;"rp=printers/lab"\n'
+    "=;eth0;IPv4;Scanner;_uscan._tcp;local;scan.local;192.0.2.30;80;\n"
+)
+
+
+def test_discovery_reads_avahi_browse_output() -> None:
+    from pullprint.daemon.discovery import Discovered, parse_browse
+
+    found = parse_browse(AVAHI_OUTPUT)
+    assert found == [
+        Discovered(
+            name="HP LaserJet M404",
+            uri="ipp://192.0.2.20:631/ipp/print",
+            host="hp-m404.local",
+            address="192.0.2.20",
+            port=631,
+            service="_ipp._tcp",
+            make_and_model="HP LaserJet M404dn",
+            location="2nd floor",
+        ),
+        Discovered(
+            name="Lab (2)",  # avahi escapes are decimal: \\040 "(", \\041 ")"
+            uri="ipps://[fd00::21]:443/printers/lab",
+            host="lab.local",
+            address="fd00::21",
+            port=443,
+            service="_ipps._tcp",
+        ),
+    ]
+    assert [Discovered.from_json(d.to_json()) for d in found] == found
