@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-.PHONY: deps demo test lint typecheck pytest bench deb deb-test clean
+.PHONY: deps demo test lint typecheck pytest bench reliability deb deb-test clean
 
 deps:
 	@VENV=$(VENV) bash scripts/install-deps.sh
@@ -24,8 +24,15 @@ pytest: deps
 
 test: lint typecheck pytest
 
+# One JSON line per figure; scale_out and reliability are run on their own (make reliability).
+BENCHES := submit_hold release_latency throughput cloud memory finishing
 bench: deps
-	@for b in bench/[a-z]*.py; do $(PY) -m bench.$$(basename $$b .py) || exit 1; done
+	@for b in $(BENCHES); do $(PY) -m bench.$$b || exit 1; done
+
+# Bounded (~10 min): faults, soak (scaled down; FULL=1 for 10,000 jobs / 200 clients / 5 min),
+# the fault and bad-input tests; ends with one summary JSON line.
+reliability: deps
+	$(PY) -m bench.reliability $(if $(FULL),--full)
 
 deb:
 	bash scripts/build-deb.sh
