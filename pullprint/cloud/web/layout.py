@@ -124,8 +124,10 @@ def signin_url(next_path: str = "/") -> str:
 
 def safe_next(value: str | None) -> str:
     """``value`` if it is a path on this site, else ``/`` (no open redirects)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    if not value or not value.startswith("/") or "\\" in value:
         return "/"
+    if any(ord(c) < 33 or ord(c) == 127 for c in value) or value.startswith("//"):
+        return "/"  # browsers drop tabs and newlines: "/\t/evil" would become "//evil"
     return value
 
 

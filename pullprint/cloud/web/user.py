@@ -515,7 +515,10 @@ async def history(request: Request, me: Principal = Depends(require_person)) -> 
             return reports.usage_rows(conn, reports.Filters(user=me.user))
 
     rows = list(reversed(await run_in_threadpool(load)))
-    return render(request, "history.html", nav="history", rows=rows, status=reports.printout_status)
+    return render(
+        request, "history.html", nav="history", rows=rows, status=reports.printout_status,
+        now=time.time(),
+    )  # fmt: skip
 
 
 # -- my account -----------------------------------------------------------------------------------
