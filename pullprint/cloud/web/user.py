@@ -402,6 +402,7 @@ def release_context(
         "chosen": chosen, "printer": printer, "plan": plan, "plan_error": plan_error,
         "costs": costs, "cost": costs.get(chosen), "choice_error": error,
         "color_labels": COLOR_LABELS, "sides_labels": SIDES_LABELS, "number_up": NUMBER_UP,
+        "where_labels": {w.value: label for w, label in WHERE_LABELS.items()},
         "facts": facts(job), "left": time_left(cloud, job), "now": time.time(),
     }  # fmt: skip
 
