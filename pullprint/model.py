@@ -174,12 +174,14 @@ class Job:
     account: str = ""  # the shared account charged; empty: the owner's personal account
     storage: StorageKind = StorageKind.CLOUD
     download_url: str | None = None  # signed, single use; only in a claim's answer
+    finishing: tuple[PlanStep, ...] = ()  # the finishing plan the node made for its printer
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["state"] = self.state.value
         data["transaction"] = self.transaction.to_json() if self.transaction else None
         data["storage"] = self.storage.value
+        data["finishing"] = [s.to_json() for s in self.finishing]
         return data
 
     @classmethod
@@ -203,7 +205,26 @@ class Job:
             account=str(data.get("account") or ""),
             storage=StorageKind(data.get("storage") or StorageKind.CLOUD.value),
             download_url=data.get("download_url") or None,
+            finishing=tuple(PlanStep.from_json(s) for s in data.get("finishing") or ()),
         )
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One option of a job's finishing plan as the user sees it: where it is carried out
+    (``printer``, ``pdf``, ``pjl``, ``document``, ``skipped``) and how."""
+
+    option: str
+    value: str
+    where: str
+    how: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"option": self.option, "value": self.value, "where": self.where, "how": self.how}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PlanStep:
+        return cls(str(data["option"]), str(data["value"]), str(data["where"]), str(data["how"]))
 
 
 @dataclass(frozen=True)

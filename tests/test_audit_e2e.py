@@ -111,12 +111,6 @@ def test_node_storage_mode_prints_end_to_end(world_dir: Path) -> None:
             time.sleep(0.1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: the finishing plan is kept only in the node's journal (`pullprint node status "
-    "--json`); the node never sends it to the cloud and FinishingPlan.summary() is never used, "
-    "so the user cannot see it with `pullprint show` or the API. See the audit report.",
-)
 def test_the_user_can_see_the_finishing_plan(stack: Stack, world_dir: Path) -> None:
     """Issue 5: "The plan is stored with the job and the user can see it"."""
     assert stack.cups is not None
@@ -132,9 +126,11 @@ def test_the_user_can_see_the_finishing_plan(stack: Stack, world_dir: Path) -> N
     shown = stack.cli("show", job.uuid, "--json")
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
-    assert any("plan" in key or "finishing" in key for key in data), sorted(data)
+    steps = {s["option"]: s for s in data["finishing"]}
+    assert steps["copies"]["value"].startswith("2"), data["finishing"]
+    assert steps["copies"]["where"] == "printer", data["finishing"]  # ippeveprinter: copies
     text = stack.cli("show", job.uuid).stdout
-    assert "copies" in text and "printer" in text, text
+    assert "finishing copies" in text and "the printer [printer]" in text, text
 
 
 def test_backend_with_a_file_argument_holds_and_registers(stack: Stack, world_dir: Path) -> None:

@@ -588,6 +588,21 @@ async def _read_chunks(doc: Download) -> AsyncIterator[bytes]:
         doc.file.close()
 
 
+@router.put(
+    "/jobs/{uuid}/finishing",
+    openapi_extra=schemas.request_body(schemas.PlanIn),
+    responses=schemas.answers(schemas.JobOut),
+)
+async def record_plan(
+    uuid: str, request: Request, caller: Principal = Depends(node)
+) -> dict[str, Any]:
+    """The finishing plan the claiming node made for its printer, kept with the job."""
+    uuid = validate.job_uuid(uuid)
+    steps = validate.plan_steps(await read_json(request))
+    job = await run_in_threadpool(cloud_of(request).jobs.record_plan, caller, uuid, steps)
+    return job.to_json()
+
+
 @router.post(
     "/jobs/{uuid}/progress",
     openapi_extra=schemas.request_body(schemas.ProgressIn),

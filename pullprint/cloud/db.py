@@ -105,6 +105,7 @@ jobs = sa.Table(
     sa.Column("state_reason", sa.String(1024), nullable=False),
     sa.Column("printer", sa.String(127), nullable=True),
     sa.Column("release_options", sa.JSON, nullable=False),
+    sa.Column("finishing", sa.JSON, nullable=True),  # the node's plan: [PlanStep.to_json()]
     sa.Column("price_micro", sa.BigInteger, nullable=True),  # the price when released
     sa.Column("claimed_by", sa.String(64), nullable=True),
     sa.Column("impressions", sa.Integer, nullable=True),

@@ -59,6 +59,17 @@ class UserPutIn(_Body):
     disabled: bool = False
 
 
+class PlanStepIn(_Body):
+    option: str = Field(min_length=1, max_length=128)
+    value: str = Field(max_length=1024)
+    where: Literal["printer", "pdf", "pjl", "document", "skipped"]
+    how: str = Field(max_length=1024)
+
+
+class PlanIn(_Body):
+    steps: list[PlanStepIn] = Field(max_length=64)
+
+
 class SignInIn(_Body):
     name: str = _NAME
     password: str = Field(min_length=1, max_length=256)
@@ -166,6 +177,9 @@ class JobOut(BaseModel):
     account: str
     storage: Literal["cloud", "node"]
     download_url: str | None = Field(None, description="signed, single use; only when claimed")
+    finishing: list[PlanStepIn] = Field(
+        default_factory=list, description="the plan the node made for its printer"
+    )
 
 
 class Jobs(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any
 from pullprint.cloud.ledger import MAX_PRICE, PRICE_DECIMALS
 from pullprint.errors import InvalidRequest
 from pullprint.identity.cards import CardError, card_key
-from pullprint.model import JobState, JobSubmission, Printer
+from pullprint.model import JobState, JobSubmission, PlanStep, Printer
 
 MAX_JSON_BODY = 256 * 1024
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024 * 1024
@@ -173,6 +173,32 @@ def card(value: Any, key: str = "card") -> str:
         return card_key(value)
     except CardError as exc:
         raise _bad(f"{key}: {exc}") from exc
+
+
+MAX_PLAN_STEPS = 64
+PLAN_WHERE = ("printer", "pdf", "pjl", "document", "skipped")
+
+
+def plan_steps(data: Any) -> tuple[PlanStep, ...]:
+    """A finishing plan body: ``steps``, each with option, value, where and how."""
+    obj = body_object(data)
+    steps = obj.get("steps")
+    if not isinstance(steps, list) or len(steps) > MAX_PLAN_STEPS:
+        raise _bad(f"steps must be a list of at most {MAX_PLAN_STEPS} steps")
+    out = []
+    for index, step in enumerate(steps):
+        item = body_object(step)
+        key = f"steps[{index}]"
+        where = choice(item.get("where"), f"{key}.where", PLAN_WHERE)
+        out.append(
+            PlanStep(
+                option=text(item, "option", max_len=MAX_OPTION_KEY),
+                value=text(item, "value", max_len=MAX_OPTION_VALUE, min_len=0),
+                where=where,
+                how=text(item, "how", max_len=MAX_REASON, min_len=0),
+            )
+        )
+    return tuple(out)
 
 
 def job_uuid(value: Any, key: str = "uuid") -> str:

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +36,15 @@ from pullprint.errors import (
     NotFound,
     Unauthorized,
 )
-from pullprint.model import Job, JobState, JobSubmission, NodeEvent, Printer, StorageKind
+from pullprint.model import (
+    Job,
+    JobState,
+    JobSubmission,
+    NodeEvent,
+    PlanStep,
+    Printer,
+    StorageKind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +329,11 @@ class CloudClient:
                 tmp.unlink()
             raise
         return total
+
+    def report_plan(self, uuid: str, steps: Sequence[PlanStep]) -> Job:
+        """Keep the finishing plan made for the printer with the job (node)."""
+        body = {"steps": [s.to_json() for s in steps]}
+        return Job.from_json(self._json("PUT", f"/jobs/{_q(uuid)}/finishing", json_body=body))
 
     def progress(
         self,

@@ -63,7 +63,15 @@ from pullprint.filters.engine import FinishedDocument, apply_plan
 from pullprint.filters.options import FinishingOptions
 from pullprint.filters.plan import FinishingPlan, make_plan
 from pullprint.ipp.errors import IppPrinterBusy
-from pullprint.model import EventKind, Job, JobState, NodeEvent, PrintResult, StorageKind
+from pullprint.model import (
+    EventKind,
+    Job,
+    JobState,
+    NodeEvent,
+    PlanStep,
+    PrintResult,
+    StorageKind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -348,6 +356,16 @@ class Node:
                     raise DeliveryAbandoned(f"job {entry.uuid}: node stopping") from exc
                 delay = min(delay * 2, self.config.retry_max_backoff)
 
+    def _report_plan(self, uuid: str, plan: FinishingPlan) -> None:
+        """Keep the plan with the job in the cloud, for the user to see (best effort: the job
+        prints even when the cloud does not answer now)."""
+        steps = [PlanStep(s.option, s.value, s.where.value, s.how) for s in plan.steps]
+        try:
+            self.cloud.report_plan(uuid, steps)
+            self.metrics.cloud_answered()
+        except CloudError as exc:
+            log.info("job=%s finishing plan not reported: %s", uuid, exc)
+
     def _waiting(self, uuid: str, why: str) -> None:
         """Show the job as printing-but-waiting, with the reason, in the cloud (best effort)."""
         try:
@@ -474,6 +492,7 @@ class Node:
         finished_path = self.work / f"{uuid}.out"
         finished = apply_plan(plan, source, finished_path)
         log.info("job=%s plan=%s", uuid, plan.dumps())
+        self._report_plan(uuid, plan)
         before = self._read_counter(entry.printer) if entry.protocol != "ipp" else None
         self.journal.step(
             uuid,
