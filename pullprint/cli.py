@@ -105,10 +105,7 @@ JOB_HEADERS = ("JOB", "STATE", "OWNER", "PAGES", "TITLE", "PRINTER", "TRANSACTIO
 
 
 def _print_jobs(jobs: Sequence[Job], as_json: bool, empty: str = "no jobs") -> None:
-    if as_json:
-        out.emit_json([j.to_json() for j in jobs])
-    else:
-        out.table(JOB_HEADERS, [_job_row(j) for j in jobs], empty=empty)
+    out.listing(as_json, [j.to_json() for j in jobs], JOB_HEADERS, map(_job_row, jobs), empty)
 
 
 def _print_job(job: Job, as_json: bool) -> None:
@@ -206,14 +203,13 @@ def cmd_show(args: argparse.Namespace, cfg: configmod.Config) -> int:
 def cmd_printers(args: argparse.Namespace, cfg: configmod.Config) -> int:
     with _client(args, cfg) as cloud:
         printers = cloud.list_printers()
-    if args.json:
-        out.emit_json([p.to_json() for p in printers])
-    else:
-        out.table(
-            ("PRINTER", "URI", "NODE", "PRICE/PAGE", "LOCATION"),
-            [(p.name, p.uri, p.node, p.price_per_page, p.location) for p in printers],
-            empty="no printers",
-        )
+    out.listing(
+        args.json,
+        [p.to_json() for p in printers],
+        ("PRINTER", "URI", "NODE", "PRICE/PAGE", "LOCATION"),
+        [(p.name, p.uri, p.node, p.price_per_page, p.location) for p in printers],
+        "no printers",
+    )
     return EXIT_OK
 
 
@@ -295,10 +291,9 @@ def _user_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print_users(users: Sequence[dict[str, Any]], as_json: bool) -> None:
-    if as_json:
-        out.emit_json(users)
-        return
-    out.table(
+    out.listing(
+        as_json,
+        users,
         ("USER", "ROLE", "NAME", "PIN", "PASSWORD", "CARDS", "GROUPS", "DISABLED", "SOURCE"),
         [
             (
@@ -314,7 +309,7 @@ def _print_users(users: Sequence[dict[str, Any]], as_json: bool) -> None:
             )
             for u in users
         ],
-        empty="no users",
+        "no users",
     )
 
 
@@ -362,10 +357,8 @@ def cmd_user_set(args: argparse.Namespace, cfg: configmod.Config) -> int:
 def cmd_groups(args: argparse.Namespace, cfg: configmod.Config) -> int:
     with _client(args, cfg) as cloud:
         groups = cloud.list_groups()
-    if args.json:
-        out.emit_json([{"name": k, "members": v} for k, v in groups.items()])
-    else:
-        out.table(("GROUP", "MEMBERS"), groups.items(), empty="no groups")
+    data = [{"name": k, "members": v} for k, v in groups.items()]
+    out.listing(args.json, data, ("GROUP", "MEMBERS"), groups.items(), "no groups")
     return EXIT_OK
 
 
@@ -376,24 +369,25 @@ def cmd_group_set(args: argparse.Namespace, cfg: configmod.Config) -> int:
     return EXIT_OK
 
 
-def cmd_group_delete(args: argparse.Namespace, cfg: configmod.Config) -> int:
+def cmd_delete(args: argparse.Namespace, cfg: configmod.Config) -> int:
+    """Delete the group or terminal (``args.kind``) named ``args.name``."""
     with _client(args, cfg) as cloud:
-        cloud.delete_group(args.name)
-    print(f"group {args.name} deleted")
+        remove = cloud.delete_group if args.kind == "group" else cloud.delete_terminal
+        remove(args.name)
+    print(f"{args.kind} {args.name} deleted")
     return EXIT_OK
 
 
 def cmd_terminals(args: argparse.Namespace, cfg: configmod.Config) -> int:
     with _client(args, cfg) as cloud:
         terminals = cloud.list_terminals()
-    if args.json:
-        out.emit_json(terminals)
-    else:
-        out.table(
-            ("TERMINAL", "PRINTER", "SIGN-IN"),
-            [(t["name"], t["printer"], t["methods"]) for t in terminals],
-            empty="no terminals",
-        )
+    out.listing(
+        args.json,
+        terminals,
+        ("TERMINAL", "PRINTER", "SIGN-IN"),
+        [(t["name"], t["printer"], t["methods"]) for t in terminals],
+        "no terminals",
+    )
     return EXIT_OK
 
 
@@ -409,13 +403,6 @@ def cmd_terminal_add(args: argparse.Namespace, cfg: configmod.Config) -> int:
     else:
         print(f"terminal {answer['name']} at printer {answer['printer']} ({','.join(methods)})")
         print(f"secret (shown only now; configure it on the terminal): {answer['token']}")
-    return EXIT_OK
-
-
-def cmd_terminal_delete(args: argparse.Namespace, cfg: configmod.Config) -> int:
-    with _client(args, cfg) as cloud:
-        cloud.delete_terminal(args.name)
-    print(f"terminal {args.name} deleted")
     return EXIT_OK
 
 
@@ -456,14 +443,13 @@ def cmd_discover(args: argparse.Namespace, cfg: configmod.Config) -> int:
         found = browse(args.timeout)
     except DiscoveryUnavailable as exc:
         raise PullprintError(f"DNS-SD discovery is not available here: {exc}") from exc
-    if args.json:
-        out.emit_json([d.to_json() for d in found])
-    else:
-        out.table(
-            ("NAME", "URI", "MAKE AND MODEL", "LOCATION"),
-            [(d.name, d.uri, d.make_and_model, d.location) for d in found],
-            empty="no IPP printers announced on this network",
-        )
+    out.listing(
+        args.json,
+        [d.to_json() for d in found],
+        ("NAME", "URI", "MAKE AND MODEL", "LOCATION"),
+        [(d.name, d.uri, d.make_and_model, d.location) for d in found],
+        "no IPP printers announced on this network",
+    )
     return EXIT_OK
 
 
@@ -533,50 +519,51 @@ def _format(args: argparse.Namespace) -> str:
     return "json" if args.json else str(args.format)
 
 
-def cmd_reports(args: argparse.Namespace, cfg: configmod.Config) -> int:
+def _accounting(args: argparse.Namespace, cfg: configmod.Config, what: str) -> Any:
+    """``what`` (reports or transactions) with the command's filters: the CSV written to
+    stdout as the cloud made it (returns None), else the API's JSON."""
     params = _report_params(args)
-    fmt = _format(args)
     with _client(args, cfg) as cloud:
-        if fmt == "csv":
-            sys.stdout.write(cloud.csv("reports", params))
-            return EXIT_OK
-        data = cloud.report(params)
-    if fmt == "json":
-        out.emit_json(data)
-    else:
-        out.table(
-            (data["group"].upper(), "TRANSACTIONS", "COMPLETED", "PENDING", "CANCELED", "PAGES",
-             "AMOUNT", "MISMATCHES"),
-            [
-                (r["key"], r["transactions"], r["completed"], r["pending"], r["canceled"],
-                 r["pages"], f"{r['amount']} {r['currency']}", r["mismatches"])
-                for r in data["rows"]
-            ],
-            empty="no transactions",
-        )  # fmt: skip
+        if _format(args) == "csv":
+            sys.stdout.write(cloud.csv(what, params))
+            return None
+        return cloud.report(params) if what == "reports" else cloud.transactions(params)
+
+
+def cmd_reports(args: argparse.Namespace, cfg: configmod.Config) -> int:
+    data = _accounting(args, cfg, "reports")
+    if data is None:
+        return EXIT_OK
+    out.listing(
+        _format(args) == "json",
+        data,
+        (data["group"].upper(), "TRANSACTIONS", "COMPLETED", "PENDING", "CANCELED", "PAGES",
+         "AMOUNT", "MISMATCHES"),
+        [
+            (r["key"], r["transactions"], r["completed"], r["pending"], r["canceled"],
+             r["pages"], f"{r['amount']} {r['currency']}", r["mismatches"])
+            for r in data["rows"]
+        ],
+        "no transactions",
+    )  # fmt: skip
     return EXIT_OK
 
 
 def cmd_transactions(args: argparse.Namespace, cfg: configmod.Config) -> int:
-    params = _report_params(args)
-    fmt = _format(args)
-    with _client(args, cfg) as cloud:
-        if fmt == "csv":
-            sys.stdout.write(cloud.csv("transactions", params))
-            return EXIT_OK
-        rows = cloud.transactions(params)
-    if fmt == "json":
-        out.emit_json(rows)
-    else:
-        out.table(
-            ("ID", "JOB", "USER", "PRINTER", "STATUS", "PAGES", "AMOUNT"),
-            [
-                (r["transaction_id"], r["job_uuid"], r["user"], r["printer"], r["status"],
-                 r["pages"], f"{r['amount']} {r['currency']}")
-                for r in rows
-            ],
-            empty="no transactions",
-        )  # fmt: skip
+    rows = _accounting(args, cfg, "transactions")
+    if rows is None:
+        return EXIT_OK
+    out.listing(
+        _format(args) == "json",
+        rows,
+        ("ID", "JOB", "USER", "PRINTER", "STATUS", "PAGES", "AMOUNT"),
+        [
+            (r["transaction_id"], r["job_uuid"], r["user"], r["printer"], r["status"],
+             r["pages"], f"{r['amount']} {r['currency']}")
+            for r in rows
+        ],
+        "no transactions",
+    )  # fmt: skip
     return EXIT_OK
 
 
@@ -761,7 +748,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(admin, "group-set", cmd_group_set, "create a group or replace its members")
     p.add_argument("name")
     p.add_argument("members", nargs="*")
-    _add(admin, "group-delete", cmd_group_delete, "delete a group").add_argument("name")
+    p = _add(admin, "group-delete", cmd_delete, "delete a group")
+    p.add_argument("name")
+    p.set_defaults(kind="group")
 
     _json_flag(_add(admin, "terminals", cmd_terminals, "list release terminals"))
     p = _add(admin, "terminal-add", cmd_terminal_add, "add a terminal; prints its secret once")
@@ -769,7 +758,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--printer", required=True, help="the printer the terminal releases to")
     p.add_argument("--methods", default="card,pin", help="sign-in: card,pin,username")
     _json_flag(p)
-    _add(admin, "terminal-delete", cmd_terminal_delete, "delete a terminal").add_argument("name")
+    p = _add(admin, "terminal-delete", cmd_delete, "delete a terminal")
+    p.add_argument("name")
+    p.set_defaults(kind="terminal")
 
     _json_flag(_add(admin, "printers", cmd_printers, "list printers"))
     p = _add(admin, "printer-add", cmd_printer_add, "add or change a printer")

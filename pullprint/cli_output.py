@@ -43,6 +43,21 @@ def table(
         print("  ".join([*padded, row[-1]]).rstrip(), file=target)
 
 
+def listing(
+    as_json: bool,
+    data: Any,
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    empty: str = "",
+) -> None:
+    """Print a listing: ``data`` as JSON (what the API answered) when ``as_json``, else ``rows``
+    as a :func:`table` under ``headers`` (``empty`` when there are none)."""
+    if as_json:
+        emit_json(data)
+    else:
+        table(headers, rows, empty=empty)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"

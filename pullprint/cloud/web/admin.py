@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,11 +216,20 @@ async def add_terminal(request: Request, _me: Principal = Depends(require_admin)
 async def delete_terminal(
     name: str, request: Request, _me: Principal = Depends(require_admin)
 ) -> Response:
+    return await _delete(request, "terminal", name, cloud_of(request).terminals.delete)
+
+
+async def _delete(
+    request: Request, kind: str, name: str, remove: Callable[[str], bool]
+) -> Response:
+    """Check the form, delete ``kind`` ``name`` with ``remove`` (False: there was none, 404)
+    and go back to its page."""
     await check_form(request)
-    name = validate.name(name, "name")
-    if not await run_in_threadpool(cloud_of(request).terminals.delete, name):
-        raise NotFound(404, f"no terminal {name}")
-    return redirect(request, "/admin/terminals", message=f"Terminal {name} deleted.")
+    name = validate.name(name, kind)
+    if not await run_in_threadpool(remove, name):
+        raise NotFound(404, f"no {kind} {name}")
+    back = "/admin/terminals" if kind == "terminal" else "/admin/users"
+    return redirect(request, back, message=f"{kind.capitalize()} {name} deleted.")
 
 
 # -- users and groups -------------------------------------------------------------------------
@@ -301,11 +310,7 @@ async def put_group(request: Request, _me: Principal = Depends(require_admin)) -
 async def delete_group(
     name: str, request: Request, _me: Principal = Depends(require_admin)
 ) -> Response:
-    await check_form(request)
-    name = validate.name(name, "group")
-    if not await run_in_threadpool(cloud_of(request).groups.delete, name):
-        raise NotFound(404, f"no group {name}")
-    return redirect(request, "/admin/users", message=f"Group {name} deleted.")
+    return await _delete(request, "group", name, cloud_of(request).groups.delete)
 
 
 # -- prices -------------------------------------------------------------------------------------
