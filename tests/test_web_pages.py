@@ -493,3 +493,34 @@ def test_documents_kept_on_the_node_show_a_placeholder_and_refuse_web_upload(
         assert "web upload needs documents stored in the cloud" in flashes(refused.text)[0]
     finally:
         server.stop()
+
+
+def test_a_layout_applied_at_submission_cannot_change_at_release(
+    cloud: CloudServer, tmp_path: Path
+) -> None:
+    doc = make_pdf(tmp_path / "twoup.pdf", 2)
+    with cloud.node_client("node1") as node:
+        sub = submission(doc, origin="node1", pages=2, copies=1)
+        sub = type(sub)(**{**sub.to_json(), "options": {"number-up": "2"}})
+        node.register(sub)
+        node.upload_document(sub.uuid, doc)
+    alice = sign_in(cloud)
+    page = alice.get(f"{cloud.url}/jobs/{sub.uuid}", params={"number_up": "4"}, timeout=10).text
+    assert "cannot change at release" in page
+    assert 'id="release-button" disabled' in page
+    refused = alice.post(
+        f"{cloud.url}/jobs/{sub.uuid}/release",
+        data={"csrf_token": csrf_of(page), "printer": "printer1", "number_up": "4"},
+        timeout=10,
+    )
+    assert "cannot change at release" in flashes(refused.text)[0]
+    with cloud.admin_client() as admin:
+        assert admin.get_job(sub.uuid).state is JobState.HELD
+    page = alice.get(f"{cloud.url}/jobs/{sub.uuid}", timeout=10).text
+    assert "number-up <b>2</b>" in page and "in the document" in page
+    done = alice.post(
+        f"{cloud.url}/jobs/{sub.uuid}/release",
+        data={"csrf_token": csrf_of(page), "printer": "printer1", "color": "monochrome"},
+        timeout=10,
+    )
+    assert flashes(done.text) == ["Released 'report.pdf' to printer1."]

@@ -27,15 +27,14 @@ from pullprint.cloud import validate
 from pullprint.cloud.auth import Principal
 from pullprint.cloud.context import Cloud, cloud_of
 from pullprint.cloud.sessions import TERMINAL_PREFIX, Terminal
-from pullprint.cloud.validate import ReleaseRequest
 from pullprint.cloud.web import layout
 from pullprint.cloud.web.layout import check_form, render
 from pullprint.cloud.web.user import (
     COLOR_LABELS,
     SIDES_LABELS,
-    choices_from,
     estimate,
     facts,
+    release_job,
     thumbnails,
 )
 from pullprint.errors import (
@@ -211,9 +210,7 @@ async def kiosk_release(request: Request) -> Response:
     async def release(cloud: Cloud, terminal: Terminal, me: Principal, form: FormData) -> str:
         raw = form.get("job")
         uuid = validate.job_uuid(raw if isinstance(raw, str) else "", "job")
-        options = choices_from(form).options()
-        req = ReleaseRequest(user=me.user, pin="", printer=terminal.printer, options=options)
-        job = await run_in_threadpool(cloud.jobs.release, uuid, req, me)
+        job = await run_in_threadpool(release_job, cloud, me, uuid, terminal.printer, form)
         return f"{job.title or 'The job'} is printing on {terminal.printer}."
 
     return await _act(request, release)

@@ -424,6 +424,22 @@ async def job_page(
     return render(request, "job.html", nav="queue", **context)
 
 
+def release_job(
+    cloud: Cloud, me: Principal, uuid: str, printer: str, values: Mapping[str, Any]
+) -> Job:
+    """Release job ``uuid`` to ``printer`` for ``me`` (the session vouches: no PIN) with the
+    changes chosen in ``values``, once a finishing plan can be made for them: a layout applied
+    when the job was submitted cannot change, so that is refused here (422, saying why) instead
+    of failing on the node."""
+    job = cloud.jobs.get(me, uuid)
+    options = choices_from(values).options()
+    _rows, error = finishing_plan(job, options, printer)
+    if error:
+        raise InvalidRequest(422, error)
+    req = ReleaseRequest(user=me.user, pin="", printer=printer, options=options)
+    return cloud.jobs.release(uuid, req, me)
+
+
 @router.post("/jobs/{uuid}/release")
 async def release(uuid: str, request: Request, me: Principal = Depends(require_person)) -> Response:
     """Release the job to the chosen printer with the chosen changes (the session vouches for
@@ -434,9 +450,7 @@ async def release(uuid: str, request: Request, me: Principal = Depends(require_p
     try:
         uuid = validate.job_uuid(uuid)
         printer = validate.name(_text(form, "printer"), "printer")
-        options = choices_from(form).options()
-        req = ReleaseRequest(user=me.user, pin="", printer=printer, options=options)
-        job = await run_in_threadpool(cloud.jobs.release, uuid, req, me)
+        job = await run_in_threadpool(release_job, cloud, me, uuid, printer, form)
     except CloudRefused as exc:
         return redirect(request, back, error=exc.message)
     return redirect(request, "/", message=f"Released {job.title!r} to {printer}.")
