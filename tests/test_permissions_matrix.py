@@ -293,7 +293,9 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST",   "/jobs/{uuid}/claim"):                   "no  no  no  no  no  no  no  no  ok  409 401",
     ("POST",   "/jobs/{uuid}/download-url"):            "no  no  no  no  no  no  no  no  ok  no  401",
     ("GET",    "/jobs/{uuid}/document"):                "no  no  no  no  no  no  no  no  ok  no  401",
+    ("PUT",    "/jobs/{uuid}/finishing"):               "no  no  no  no  no  no  no  no  ok  no  401",
     ("POST",   "/jobs/{uuid}/progress"):                "no  no  no  no  no  no  no  no  ok  no  401",
+    ("PUT",    "/jobs/{uuid}/finishing"):               "no  no  no  no  no  no  no  no  ok  no  401",
     ("POST",   "/admin/retention/run"):                 "no  no  no  no  ok  ok  no  no  no  no  401",
     # accounting (docs/accounting.md); PaperCut is not configured here
     ("PUT",    "/accounting/printers/{printer}/prices"):
@@ -357,7 +359,9 @@ SETUPS: dict[tuple[str, str], Setup] = {
     ("POST",   "/jobs/{uuid}/claim"):             released_job({}),
     ("POST",   "/jobs/{uuid}/download-url"):      claimed_job({}),
     ("GET",    "/jobs/{uuid}/document"):          download,
+    ("PUT",    "/jobs/{uuid}/finishing"):         claimed_job({"steps": [{"option": "sides", "value": "one-sided", "where": "printer", "how": "sides"}]}),
     ("POST",   "/jobs/{uuid}/progress"):          claimed_job({"state": "printing"}),
+    ("PUT",    "/jobs/{uuid}/finishing"):         claimed_job({"steps": [{"option": "copies", "value": "2", "where": "printer", "how": "the printer"}]}),
     ("POST",   "/admin/retention/run"):           static({}),
     ("PUT",    "/accounting/printers/{printer}/prices"): static(PRICES, printer="printer2"),
     ("GET",    "/accounting/printers/{printer}/prices"): static(printer="printer1"),
@@ -478,6 +482,20 @@ def test_a_user_at_a_terminal_acts_only_there(world: World) -> None:
             method, f"{world.url}{PREFIX}{path}", json=body, headers=headers, timeout=10
         )
         assert answer.status_code == 403, (method, path, answer.status_code, answer.text)
+    world.admin("PUT", "/users/olga", {"role": "operator", "pin": "2468"})
+    operator_there = requests.post(
+        f"{world.url}{PREFIX}/terminal/sign-in",
+        json={"user": "olga", "pin": "2468"},
+        headers={"Authorization": f"Bearer {world.tokens['tHere']}"},
+        timeout=10,
+    ).json()["token"]
+    assign = requests.post(
+        f"{world.url}{PREFIX}/jobs/{job_uuid}/assign",
+        json={"owner": "bob"},
+        headers={"Authorization": f"Bearer {operator_there}"},
+        timeout=10,
+    )
+    assert assign.status_code == 403, assign.text  # an admin's action, not a kiosk's
     here = requests.post(
         f"{world.url}{PREFIX}/jobs/{job_uuid}/release",
         json={"printer": "printer1"},
