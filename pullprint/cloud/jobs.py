@@ -38,6 +38,7 @@ from pullprint.model import (
     Job,
     JobState,
     JobSubmission,
+    PlanStep,
     ReleaseMode,
     StorageKind,
     Transaction,
@@ -178,6 +179,7 @@ def _from_row(row: RowMapping) -> _Row:
         released_by=str(row["released_by"] or ""),
         account=str(row["account"] or ""),
         storage=StorageKind(row["storage"] or StorageKind.CLOUD.value),
+        finishing=tuple(PlanStep.from_json(s) for s in row["finishing"] or ()),
     )
     return _Row(
         job=job,
@@ -572,6 +574,7 @@ class JobBook:
                     price_micro=ledger.price_to_micro(printer.price_per_page),
                     released_by=released_by,
                     account=account,
+                    finishing=None,  # the node of the printer makes the plan anew
                     updated_at=self._clock(),
                 )
             )
@@ -694,6 +697,21 @@ class JobBook:
         return job
 
     # -- progress and cancel ------------------------------------------------------------------
+
+    def record_plan(self, caller: Principal, uuid: str, steps: tuple[PlanStep, ...]) -> Job:
+        """Keep the finishing plan the node that claimed the job made for its printer (shown
+        to the user with the job). Replaces an earlier plan (a new release, another printer);
+        idempotent."""
+        row = self._read(uuid)
+        if row.claimed_by != caller.node:
+            raise Forbidden(403, f"job {uuid} was not claimed by node {caller.node}")
+        with self._engine.begin() as conn:
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.uuid == uuid)
+                .values(finishing=[s.to_json() for s in steps], updated_at=self._clock())
+            )
+        return self._read(uuid).job
 
     def progress(self, caller: Principal, uuid: str, req: ProgressRequest) -> Job:
         """Record how printing goes. completed: transaction completed with its cost;
