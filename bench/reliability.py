@@ -77,6 +77,7 @@ class Round:
     duplicated: int = 0
     errors: int = 0
     recover_seconds: float = 0.0
+    released_again: int = 0  # made FAILED by the fault, released again by their owner
     notes: list[str] = field(default_factory=list)
 
     def figure(self) -> dict[str, object]:
@@ -89,6 +90,7 @@ class Round:
             "duplicated": self.duplicated,
             "errors": self.errors,
             "recover_seconds": round(self.recover_seconds, 1),
+            "failed_then_released_again": self.released_again,
         }
 
 
@@ -139,6 +141,14 @@ def fault_round(
         result.errors = sum(not f.result() for f in futures)
     states = world.wait(uuids, timeout=180)
     result.recover_seconds = time.monotonic() - recovered
+    # A job the fault made FAILED (a printer that lost its queue says "Job not found") is
+    # shown failed with its reason and may be released again, as its owner would: do so once.
+    failed = [u for u in uuids if states.get(u) is JobState.FAILED]
+    for index, uuid in enumerate(failed):
+        release_retrying(world, index, uuid, printers[(index + 1) % len(printers)], 60)
+    if failed:
+        states.update(world.wait(failed, timeout=120))
+    result.released_again = len(failed)
     time.sleep(0.5)
     counts = world.printed()
     for uuid in uuids:
