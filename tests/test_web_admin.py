@@ -336,3 +336,19 @@ def test_nodes_and_retention_pages_show_what_the_cloud_knows(
     ran = boss.post("/admin/retention/run", {}, "/admin/retention")
     assert ran.status_code == 303
     assert "Retention sweep:" in boss.get("/admin/retention").text
+
+
+def test_pages_per_day_has_no_gaps_and_bars_scale_to_the_largest() -> None:
+    from pullprint.cloud.accounting.reports import ReportRow
+    from pullprint.cloud.web.admin import bar_chart, days_with_pages
+
+    rows = [ReportRow("2026-11-28", "EUR", pages=4), ReportRow("2026-12-01", "EUR", pages=8)]
+    days = days_with_pages(rows)
+    assert days == [("2026-11-28", 4), ("2026-11-29", 0), ("2026-11-30", 0), ("2026-12-01", 8)]
+    assert days_with_pages([]) == []
+    long_ago = [ReportRow("2026-01-01", "EUR", pages=1), ReportRow("2026-12-01", "EUR", pages=2)]
+    assert len(days_with_pages(long_ago)) == 31  # the last 31 days only
+    chart = bar_chart("Pages per day", days)
+    heights = [b.height for b in chart.bars]
+    assert heights[3] == max(heights) and heights[0] == heights[3] / 2 and heights[1] == 0
+    assert chart.total == 12 and all(b.x + b.width <= chart.width for b in chart.bars)

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 import segno
@@ -520,14 +521,29 @@ def bar_chart(title: str, data: Sequence[tuple[str, int]], *, horizontal: bool =
         return Chart(title, tuple(bars), width, max(1, len(data)) * row + 4, True, _sum(data))
     width, height, base = 480.0, 180.0, 150.0
     step = width / max(1, len(data))
+    bar = min(step * 0.8, 36.0)
     for i, (label, value) in enumerate(data):
         h = (base - 15) * value / top
-        bars.append(Bar(label, value, i * step + step * 0.1, base - h, step * 0.8, h))
+        bars.append(Bar(label, value, i * step + (step - bar) / 2, base - h, bar, h))
     return Chart(title, tuple(bars), width, height, False, _sum(data))
 
 
 def _sum(data: Iterable[tuple[str, int]]) -> int:
     return sum(v for _, v in data)
+
+
+def days_with_pages(per_day: Sequence[reports.ReportRow]) -> list[tuple[str, int]]:
+    """(day, pages) for every day of the last ``CHART_DAYS`` that have any row, the days
+    between them included with 0 (a chart without gaps). Pure function."""
+    pages: dict[str, int] = {}
+    for row in per_day:
+        pages[row.key] = pages.get(row.key, 0) + row.pages
+    if not pages:
+        return []
+    last = date.fromisoformat(max(pages))
+    first = max(date.fromisoformat(min(pages)), last - timedelta(days=CHART_DAYS - 1))
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return [(d.isoformat(), pages.get(d.isoformat(), 0)) for d in days]
 
 
 @dataclass(frozen=True)
@@ -591,12 +607,12 @@ async def reports_page(request: Request, me: Principal = Depends(require_admin))
     cloud = cloud_of(request)
     filters = _filters(request)
     rows = await run_in_threadpool(_rows, cloud, filters)
-    per_day = reports.group(rows, "period", "day")[-CHART_DAYS:]
+    per_day = days_with_pages(reports.group(rows, "period", "day"))
     per_printer = reports.group(rows, "printer")
     per_user = reports.group(rows, "user")
     share = await run_in_threadpool(colour_share, cloud, rows)
     charts = [
-        bar_chart("Pages per day", [(r.key, r.pages) for r in per_day]),
+        bar_chart("Pages per day", per_day),
         bar_chart("Pages per printer", [(r.key, r.pages) for r in per_printer], horizontal=True),
     ]
     return _page(
@@ -644,7 +660,8 @@ class QrCard:
 
 def qr_svg(url: str, title: str) -> str:
     """An inline SVG QR code (error correction M) of ``url``, with ``title``."""
-    return str(segno.make(url, error="m").svg_inline(scale=4, border=4, title=title))
+    qr = segno.make(url, error="m")
+    return str(qr.svg_inline(scale=4, border=4, title=title, omitsize=True))  # viewBox: scales
 
 
 @router.get("/qr")
