@@ -30,6 +30,7 @@ from pullprint.model import JobState, TransactionStatus
 from pullprint.peers.documents import make_pdf
 from pullprint.peers.stack import Stack
 from tests.test_cloud_api import start_cloud
+from tests.test_web_pages import add_terminal
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -261,21 +262,13 @@ def test_web_upload_with_progress_then_print_on_a_node_printer(
 
 
 def test_terminal_release_by_card_number(stack: Stack, world_dir: Path, browse: Browse) -> None:
-    admin = {"Authorization": f"Bearer {stack.cloud.admin_token}"}
     url = stack.cloud.url
-    requests.post(
-        f"{url}/api/v1/users/alice/cards", json={"card": "04A1B2C3"}, headers=admin, timeout=10
-    ).raise_for_status()
-    made = requests.post(
-        f"{url}/api/v1/terminals",
-        json={"name": "lobby", "printer": "printer1", "methods": ["card", "pin"]},
-        headers=admin,
-        timeout=10,
+    token = add_terminal(
+        url, stack.cloud.admin_token, "lobby", "printer1", ["card", "pin"], {"alice": "04A1B2C3"}
     )
-    made.raise_for_status()
     _cups_job, uuid = print_held(stack, world_dir, pages=2, title="Handout")
     page = browse().new_page()
-    page.goto(f"{url}/kiosk?terminal={made.json()['token']}")
+    page.goto(f"{url}/kiosk?terminal={token}")
     expect(page).to_have_url(f"{url}/kiosk")
     expect(page.locator("#card")).to_be_focused()
     shot(page, "kiosk-signin", desktop=True)
@@ -331,18 +324,11 @@ def test_operator_cancels_in_the_cups_web_ui_and_pullprint_shows_it_canceled(
 def test_kiosk_signs_out_by_itself_when_the_countdown_ends(tmp_path: Path, browse: Browse) -> None:
     cloud = start_cloud(tmp_path / "cloud", "sqlite", terminal_session_seconds=3)
     try:
-        admin = {"Authorization": f"Bearer {cloud.admin_token}"}
-        requests.post(
-            f"{cloud.url}/api/v1/users/bob/cards", json={"card": "555"}, headers=admin, timeout=10
-        ).raise_for_status()
-        made = requests.post(
-            f"{cloud.url}/api/v1/terminals",
-            json={"name": "door", "printer": "printer1", "methods": ["card"]},
-            headers=admin,
-            timeout=10,
+        token = add_terminal(
+            cloud.url, cloud.admin_token, "door", "printer1", ["card"], {"bob": "555"}
         )
         page = browse().new_page()
-        page.goto(f"{cloud.url}/kiosk?terminal={made.json()['token']}")
+        page.goto(f"{cloud.url}/kiosk?terminal={token}")
         page.keyboard.type("555")
         page.keyboard.press("Enter")
         expect(page.locator("#countdown")).to_be_visible()

@@ -80,6 +80,38 @@ def held_web_job(cloud: CloudServer, folder: Path, pages: int = 3) -> str:
     return sub.uuid
 
 
+def add_terminal(
+    url: str,
+    admin_token: str,
+    name: str,
+    printer: str,
+    methods: list[str],
+    cards: dict[str, str] | None = None,
+) -> str:
+    """Register the users' ``cards`` (approved) and a terminal; returns the terminal's token."""
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    for user, card in (cards or {}).items():
+        requests.post(
+            f"{url}/api/v1/users/{user}/cards", json={"card": card}, headers=headers, timeout=10
+        ).raise_for_status()
+    made = requests.post(
+        f"{url}/api/v1/terminals",
+        json={"name": name, "printer": printer, "methods": methods},
+        headers=headers,
+        timeout=10,
+    )
+    made.raise_for_status()
+    return str(made.json()["token"])
+
+
+def kiosk_post(kiosk: requests.Session, url: str, page: str, **fields: str) -> requests.Response:
+    """Post a kiosk form (``/kiosk/<action>``, default signin) with the page's CSRF token."""
+    action = fields.pop("action", "signin")
+    return kiosk.post(
+        f"{url}/kiosk/{action}", data={"csrf_token": csrf_of(page), **fields}, timeout=10
+    )  # fmt: skip
+
+
 def test_pages_redirect_to_sign_in_and_back(cloud: CloudServer) -> None:
     for path in PAGES:
         answer = requests.get(cloud.url + path, allow_redirects=False, timeout=10)
@@ -362,17 +394,9 @@ def test_account_pin_cards_and_delegates(cloud: CloudServer, tmp_path: Path) -> 
 
 
 def test_kiosk_card_pin_release_and_sign_out(cloud: CloudServer, tmp_path: Path) -> None:
-    admin_h = {"Authorization": f"Bearer {cloud.admin_token}"}
-    requests.post(
-        f"{cloud.url}/api/v1/users/alice/cards", json={"card": "4711"}, headers=admin_h
-    ).raise_for_status()
-    made = requests.post(
-        f"{cloud.url}/api/v1/terminals",
-        json={"name": "hall", "printer": "printer1", "methods": ["card", "pin"]},
-        headers=admin_h,
-        timeout=10,
+    terminal = add_terminal(
+        cloud.url, cloud.admin_token, "hall", "printer1", ["card", "pin"], {"alice": "4711"}
     )
-    terminal = made.json()["token"]
     first, second = held_web_job(cloud, tmp_path), held_web_job(cloud, tmp_path, pages=2)
     kiosk = requests.Session()
     assert kiosk.get(f"{cloud.url}/kiosk", timeout=10).status_code == 401
@@ -381,47 +405,32 @@ def test_kiosk_card_pin_release_and_sign_out(cloud: CloudServer, tmp_path: Path)
     assert page.url == f"{cloud.url}/kiosk"  # the token left the address
     assert 'id="card"' in page.text and "autofocus" in page.text
     assert "Who are you?" not in page.text  # no username selection at this terminal
-    user_only = kiosk.post(
-        f"{cloud.url}/kiosk/signin",
-        data={"csrf_token": csrf_of(page.text), "method": "username", "user": "alice"},
-    )
+    user_only = kiosk_post(kiosk, cloud.url, page.text, method="username", user="alice")
     assert "does not allow sign-in by username" in flashes(user_only.text)[0]
-    wrong = kiosk.post(
-        f"{cloud.url}/kiosk/signin",
-        data={"csrf_token": csrf_of(page.text), "method": "card", "card": "1111"},
-    )
+    wrong = kiosk_post(kiosk, cloud.url, page.text, method="card", card="1111")
     assert "this card is not registered" in flashes(wrong.text)[0]
-    page = kiosk.post(
-        f"{cloud.url}/kiosk/signin",
-        data={"csrf_token": csrf_of(page.text), "method": "card", "card": "4711"},
-    )
+    page = kiosk_post(kiosk, cloud.url, page.text, method="card", card="4711")
     assert 'id="countdown" data-seconds="' in page.text
     seconds = int(re.search(r'data-seconds="(\d+)"', page.text).group(1))  # type: ignore[union-attr]
     assert 100 <= seconds <= 120  # cloud.terminal_session_seconds
     assert f'id="job-{first}"' in page.text and f'id="job-{second}"' in page.text
     # the kiosk session does not sign in the personal pages
     assert kiosk.get(cloud.url + "/", allow_redirects=False).status_code == 303
-    page = kiosk.post(
-        f"{cloud.url}/kiosk/release",
-        data={"csrf_token": csrf_of(page.text), "job": first, "color": "monochrome"},
-    )
+    page = kiosk_post(kiosk, cloud.url, page.text, action="release", job=first, color="monochrome")
     assert flashes(page.text) == ["report.pdf is printing on printer1."]
-    page = kiosk.post(f"{cloud.url}/kiosk/release-all", data={"csrf_token": csrf_of(page.text)})
+    page = kiosk_post(kiosk, cloud.url, page.text, action="release-all")
     assert flashes(page.text) == ["1 job(s) printing on printer1."]
     with cloud.admin_client() as admin:
         assert admin.get_job(first).release_options == {"print-color-mode": "monochrome"}
         assert admin.get_job(second).state is JobState.RELEASED
     session = kiosk.cookies["pullprint_kiosk"]
-    page = kiosk.post(f"{cloud.url}/kiosk/signout", data={"csrf_token": csrf_of(page.text)})
+    page = kiosk_post(kiosk, cloud.url, page.text, action="signout")
     assert "Signed out." in flashes(page.text) and 'id="card"' in page.text
     me = requests.get(
         f"{cloud.url}/api/v1/me", headers={"Authorization": f"Bearer {session}"}, timeout=10
     )
     assert me.status_code == 401
-    by_pin = kiosk.post(
-        f"{cloud.url}/kiosk/signin",
-        data={"csrf_token": csrf_of(page.text), "method": "pin", "user": "alice", "pin": "0000"},
-    )
+    by_pin = kiosk_post(kiosk, cloud.url, page.text, method="pin", user="alice", pin="0000")
     assert flashes(by_pin.text) == ["wrong user name or PIN"]
 
 
@@ -430,35 +439,22 @@ def test_kiosk_username_selection_and_the_session_expires_on_the_server(
 ) -> None:
     server = start_cloud(tmp_path / "cloud", "sqlite", terminal_session_seconds=2)
     try:
-        made = requests.post(
-            f"{server.url}/api/v1/terminals",
-            json={"name": "desk", "printer": "printer2", "methods": ["username"]},
-            headers={"Authorization": f"Bearer {server.admin_token}"},
-            timeout=10,
-        )
+        token = add_terminal(server.url, server.admin_token, "desk", "printer2", ["username"])
         kiosk = requests.Session()
-        page = kiosk.get(f"{server.url}/kiosk?terminal={made.json()['token']}", timeout=10)
+        page = kiosk.get(f"{server.url}/kiosk?terminal={token}", timeout=10)
         assert "Who are you?" in page.text and 'id="card"' not in page.text
         names = re.findall(r'name="user" value="([^"]+)"', page.text)
         assert names == ["alice", "bob"]
-        card = kiosk.post(
-            f"{server.url}/kiosk/signin",
-            data={"csrf_token": csrf_of(page.text), "method": "card", "card": "123"},
-        )
+        card = kiosk_post(kiosk, server.url, page.text, method="card", card="123")
         assert "does not allow sign-in by card" in flashes(card.text)[0]
-        page = kiosk.post(
-            f"{server.url}/kiosk/signin",
-            data={"csrf_token": csrf_of(page.text), "method": "username", "user": "bob"},
-        )
+        page = kiosk_post(kiosk, server.url, page.text, method="username", user="bob")
         assert "bob · " in page.text and "job" in page.text and "printer2" in page.text
         deadline = time.monotonic() + 10
         while "Who are you?" not in page.text:  # signed out by the server, no click needed
             assert time.monotonic() < deadline, "the kiosk session did not expire"
             time.sleep(0.5)
             page = kiosk.get(f"{server.url}/kiosk", timeout=10)
-        gone = kiosk.post(
-            f"{server.url}/kiosk/release-all", data={"csrf_token": csrf_of(page.text)}
-        )
+        gone = kiosk_post(kiosk, server.url, page.text, action="release-all")
         assert flashes(gone.text) == ["signed out: sign in again"]
     finally:
         server.stop()
