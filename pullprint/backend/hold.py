@@ -239,10 +239,13 @@ def operator_release(ctx: BackendContext, record: CupsJobRecord) -> BackendExit:
     job), else hold it again with a message that says how to release it."""
     printer = ctx.config.release_printer
     if not printer:
-        ctx.status.info(
-            "pullprint: held again; release it with 'pullprint release' or at a printer "
-            "(an operator's Release Job in CUPS needs node.release_printer, which is not set)"
+        how = (
+            f"pullprint: job {record.uuid} held again; release it with: pullprint release "
+            f"{record.uuid} --printer NAME, or at a printer (Release Job in CUPS needs "
+            "node.release_printer, which is not set)"
         )
+        ctx.status.info(how)  # shown while the backend runs
+        ctx.status.warning(how)  # kept in cupsd's error_log once the job is held again
         return BackendExit.HOLD
     try:
         ctx.cloud.operator_release(record.uuid, printer, "cups")
