@@ -200,6 +200,15 @@ def test_sign_in_release_grey_two_sided_by_qr_link_and_see_the_cost(
     assert stack.cups is not None
     stack.cups.wait_job(cups_job, {CupsJobState.COMPLETED})
 
+    # the job now shows the plan printer1's node made: ippeveprinter does grey and duplex itself
+    page.goto(f"{base}/jobs/{uuid}")
+    node_plan = page.locator("#node-plan")
+    expect(node_plan).to_contain_text("Finishing on printer1")
+    expect(node_plan.locator("tr", has_text="sides")).to_contain_text("printer")
+    expect(node_plan.locator("tr", has_text="print-color-mode")).to_contain_text("monochrome")
+    expect(page.locator("img.thumb")).to_have_count(0)  # the document is deleted: no picture
+    shot(page, "job-printed")
+
     page.goto(base + "/history")
     row = page.locator(f"#tx-{uuid}")
     expect(row).to_contain_text("Completed")

@@ -243,6 +243,8 @@ def test_queue_release_and_history(cloud: CloudServer, tmp_path: Path) -> None:
     )
     assert any("not held" in f for f in flashes(again.text)), flashes(again.text)
     alice.post(f"{cloud.url}/jobs/{canceled}/cancel", data={"csrf_token": csrf_of(page)})
+    gone = alice.get(f"{cloud.url}/jobs/{canceled}/thumb.png", timeout=10)
+    assert gone.status_code == 404 and "its document is deleted" in gone.text
     history = alice.get(f"{cloud.url}/history", timeout=10).text
     rows = dict(re.findall(r'<tr id="tx-([0-9a-f-]+)">(.*?)</tr>', history, re.S))
     assert "Pending (external)" in rows[uuid] and "—" in rows[uuid]

@@ -367,6 +367,9 @@ async def _job(request: Request, me: Principal, uuid: str) -> Job:
 async def thumb(uuid: str, request: Request, me: Principal = Depends(require_person)) -> Response:
     """Page 1 of the job's stored document as a PNG (404 when it is kept on the node)."""
     job = await _job(request, me, uuid)
+    if job.state.is_final:  # its document is deleted (or about to be): so is its picture
+        thumbnails(request).forget(job.uuid)
+        raise NotFound(404, f"the job is {job.state.value}: its document is deleted")
     if job.storage is StorageKind.NODE:
         raise NotFound(404, "the document is kept on the node: no preview")
     try:
