@@ -16,10 +16,12 @@ import requests
 from PIL import Image
 
 from pullprint.cloud.web.upload import MAX_UPLOAD_BYTES
+from pullprint.config import OidcConfig, check_oidc
 from pullprint.model import JobState, TransactionStatus
 from pullprint.peers.cloud import CloudServer
 from pullprint.peers.documents import make_pdf
 from tests.test_cloud_api import start_cloud, submission
+from tests.test_directory_sync import Served, make_env
 
 PASSWORD = "alice-Secret-1"
 PAGES = ("/", "/history", "/account", "/upload", "/printers", "/p/printer1")
@@ -522,3 +524,25 @@ def test_a_layout_applied_at_submission_cannot_change_at_release(
         timeout=10,
     )
     assert flashes(done.text) == ["Released 'report.pdf' to printer1."]
+
+
+def test_sign_in_offers_sso_only_when_oidc_is_configured(
+    cloud: CloudServer, tmp_path: Path
+) -> None:
+    plain = requests.get(f"{cloud.url}/signin", timeout=10).text
+    assert "Sign in with SSO" not in plain
+    oidc = check_oidc(
+        OidcConfig(
+            issuer="https://127.0.0.1:9/realms/staff",  # never contacted: the page only links
+            client_id="pullprint",
+            client_secret="secret",
+            redirect_uri="https://127.0.0.1:9/api/v1/sso/callback",
+        )
+    )
+    env = make_env(tmp_path / "sso", oidc=oidc)
+    try:
+        with Served(env.app) as served:
+            page = requests.get(f"{served.base}/signin", timeout=10).text
+    finally:
+        env.cloud.engine.dispose()
+    assert '<a class="sso button secondary" href="/api/v1/sso/login">Sign in with SSO</a>' in page
