@@ -55,13 +55,16 @@ TERMINAL_METHODS = ("card", "pin", "username")
 class Target:
     """The cloud a command talks to and with which credential (for messages)."""
 
-    def __init__(self, url: str, token: str, session: SavedSession | None) -> None:
+    def __init__(
+        self, url: str, token: str, session: SavedSession | None, verify: bool | str = True
+    ) -> None:
         self.url = url
         self.token = token
         self.session = session
+        self.verify = verify  # node.cloud_ca, or the system CAs
 
     def client(self) -> AdminClient:
-        return AdminClient(self.url, self.token)
+        return AdminClient(self.url, self.token, verify=self.verify)
 
 
 def _target(args: argparse.Namespace, cfg: configmod.Config) -> Target:
@@ -70,9 +73,9 @@ def _target(args: argparse.Namespace, cfg: configmod.Config) -> Target:
     url = cfg.node.cloud_url
     session = None if args.admin else load_session()
     if session is not None and (cfg.path is None or session.url == url):
-        target = Target(session.url, session.token, session)
+        target = Target(session.url, session.token, session, cfg.node.cloud_verify)
     elif cfg.cloud.admin_token:
-        target = Target(url, cfg.cloud.admin_token, None)
+        target = Target(url, cfg.cloud.admin_token, None, cfg.node.cloud_verify)
     else:
         raise configmod.ConfigError(
             "not signed in: run `pullprint login` (or set cloud.admin_token in the "
@@ -611,7 +614,9 @@ def cmd_node(args: argparse.Namespace, cfg: configmod.Config) -> int:
 
     node_cfg = cfg.node
     args.target = Target(node_cfg.cloud_url, node_cfg.token, None)
-    with CloudClient(node_cfg.cloud_url, node_cfg.token, timeout=30) as cloud:
+    with CloudClient(
+        node_cfg.cloud_url, node_cfg.token, timeout=30, verify=node_cfg.cloud_verify
+    ) as cloud:
         node = Node(node_cfg, cloud, CupsJobs(node_cfg.cups_server))
         signal.signal(signal.SIGTERM, lambda *_: node.stop())
         signal.signal(signal.SIGINT, lambda *_: node.stop())

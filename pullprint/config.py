@@ -67,6 +67,7 @@ class NodeConfig:
     name: str = "node1"
     cloud_url: str = "http://127.0.0.1:8631"
     token: str = ""
+    cloud_ca: str = ""  # PEM bundle the cloud's HTTPS certificate is checked against ("" = system)
     spool_dir: Path = Path("/var/spool/pullprint")
     cups_server: str = ""  # a socket path or host:port; empty means the system default
     queues: tuple[str, ...] = ("PullPrint",)
@@ -92,6 +93,11 @@ class NodeConfig:
     user_strip_domain: bool = True  # DOM\\alice, alice@REALM -> alice
     user_lower_case: bool = True
     user_aliases: dict[str, str] = field(default_factory=dict)  # CUPS name -> pullprint user
+
+    @property
+    def cloud_verify(self) -> bool | str:
+        """What the node, backend and command line check the cloud's certificate against."""
+        return self.cloud_ca or True
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,7 @@ def check_cloud(config: Config) -> tuple[Finding, list[Any]]:
     from pullprint.errors import CloudError, CloudUnavailable
 
     url = config.node.cloud_url
-    with CloudClient(url, config.node.token, timeout=5) as cloud:
+    with CloudClient(url, config.node.token, timeout=5, verify=config.node.cloud_verify) as cloud:
         if not cloud.health():
             return Finding(
                 "cloud",

@@ -8,8 +8,6 @@ import re
 import time
 from pathlib import Path
 
-import pytest
-
 from pullprint.cups.jobs import CupsJobState
 from pullprint.model import JobState, StorageKind
 from pullprint.peers.cloud import CloudServer

@@ -118,3 +118,29 @@ def test_half_a_tls_configuration_is_refused(tmp_path: Path) -> None:
     server = CloudServer(tmp_path / "cloud", tls_cert=str(cert))
     with pytest.raises(RuntimeError, match=r"cloud\.tls_cert and cloud\.tls_key: give both"):
         server.start()
+
+
+def test_whole_path_over_https_with_a_private_ca(world_dir: Path) -> None:
+    """Backend, node and command line all talk HTTPS to the cloud and check its certificate
+    against node.cloud_ca (a private CA): print -> held -> release -> completed."""
+    from pullprint.cups.jobs import CupsJobState
+    from pullprint.peers.documents import make_pdf
+    from pullprint.peers.stack import Stack
+
+    ca, cert, key = make_ca_and_cert(world_dir)
+    ca.chmod(0o644)  # the backend reads it as root, the node as itself
+    stack = Stack(world_dir / "stack", node_options={"cloud_ca": str(ca)})
+    stack.cloud = CloudServer(
+        stack.root / "cloud", ca=str(ca), tls_cert=str(cert), tls_key=str(key)
+    )
+    with stack:
+        assert stack.cloud.url.startswith("https://") and stack.cups is not None
+        cups_job = stack.cups.lp(make_pdf(world_dir / "tls.pdf", 2), user="alice")
+        stack.cups.wait_job(cups_job, {CupsJobState.HELD})
+        job = stack.wait_cloud_job("alice", cups_job)  # registered by the backend over HTTPS
+        out = stack.cli("release", job.uuid, "--printer", "printer1", "--user", "alice",
+                        "--pin", "1234")  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        final = stack.wait_state(job.uuid, {JobState.COMPLETED, JobState.FAILED}, timeout=30)
+        assert final.state is JobState.COMPLETED and final.impressions == 2, final.state_reason
+        stack.cups.wait_job(cups_job, {CupsJobState.COMPLETED}, timeout=30)

@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     cancel = CancelFlag()
     with (
         cancel.on_sigterm(),
-        CloudClient(node.cloud_url, node.token, timeout=node.register_timeout) as cloud,
+        CloudClient(
+            node.cloud_url, node.token, timeout=node.register_timeout, verify=node.cloud_verify
+        ) as cloud,
     ):
         ctx = BackendContext(
             config=node,

@@ -144,7 +144,7 @@ class Stack:
         self.config_path.write_text(configmod.dump(replace(current, node=node)))
 
     def admin(self) -> CloudClient:
-        return CloudClient(self.cloud.url, self.cloud.admin_token)
+        return self.cloud.admin_client()
 
     def cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run the ``pullprint`` command line with this stack's configuration."""
