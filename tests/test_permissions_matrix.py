@@ -295,7 +295,6 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET",    "/jobs/{uuid}/document"):                "no  no  no  no  no  no  no  no  ok  no  401",
     ("PUT",    "/jobs/{uuid}/finishing"):               "no  no  no  no  no  no  no  no  ok  no  401",
     ("POST",   "/jobs/{uuid}/progress"):                "no  no  no  no  no  no  no  no  ok  no  401",
-    ("PUT",    "/jobs/{uuid}/finishing"):               "no  no  no  no  no  no  no  no  ok  no  401",
     ("POST",   "/admin/retention/run"):                 "no  no  no  no  ok  ok  no  no  no  no  401",
     # accounting (docs/accounting.md); PaperCut is not configured here
     ("PUT",    "/accounting/printers/{printer}/prices"):
@@ -361,7 +360,6 @@ SETUPS: dict[tuple[str, str], Setup] = {
     ("GET",    "/jobs/{uuid}/document"):          download,
     ("PUT",    "/jobs/{uuid}/finishing"):         claimed_job({"steps": [{"option": "sides", "value": "one-sided", "where": "printer", "how": "sides"}]}),
     ("POST",   "/jobs/{uuid}/progress"):          claimed_job({"state": "printing"}),
-    ("PUT",    "/jobs/{uuid}/finishing"):         claimed_job({"steps": [{"option": "copies", "value": "2", "where": "printer", "how": "the printer"}]}),
     ("POST",   "/admin/retention/run"):           static({}),
     ("PUT",    "/accounting/printers/{printer}/prices"): static(PRICES, printer="printer2"),
     ("GET",    "/accounting/printers/{printer}/prices"): static(printer="printer1"),
