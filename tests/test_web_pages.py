@@ -275,6 +275,15 @@ def test_printer_page_and_qr_code(cloud: CloudServer, tmp_path: Path) -> None:
     assert "Released 'report.pdf' to printer1." in flashes(done.text)
     printers = alice.get(f"{cloud.url}/printers", timeout=10).text
     assert "busy" in printers  # a job is on its way to printer1
+    # a job that failed on printer2 marks it as a problem, with the reason
+    failing = held_web_job(cloud, tmp_path, pages=1)
+    with cloud.admin_client() as admin:
+        admin.release(failing, "alice", "1234", "printer2")
+    with cloud.node_client("node2") as node:
+        node.claim(failing)
+        node.progress(failing, JobState.FAILED, None, None, "media-jam")
+    printers = alice.get(f"{cloud.url}/printers", timeout=10).text
+    assert "last job failed: media-jam" in printers
 
 
 def big_pdf(path: Path, kib: int) -> Path:

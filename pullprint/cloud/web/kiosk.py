@@ -36,6 +36,7 @@ from pullprint.cloud.web.user import (
     facts,
     release_job,
     thumbnails,
+    waiting,
 )
 from pullprint.errors import (
     CloudRefused,
@@ -46,7 +47,6 @@ from pullprint.errors import (
     WrongSecret,
 )
 from pullprint.identity.lockout import check_lockout, counted
-from pullprint.model import JobState
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ async def kiosk(request: Request) -> Response:
 def _jobs_page(
     request: Request, cloud: Cloud, terminal: Terminal, me: Principal, token: str
 ) -> Response:
-    held = [j for j in cloud.jobs.list_for(me.user) if j.state in (JobState.HELD, JobState.FAILED)]
+    held = waiting(cloud, me.user)
     printer = cloud.printers.get(terminal.printer)
     costs = {j.uuid: estimate(cloud, j, printer, {}) for j in held} if printer else {}
     left = max(0, int(cloud.sessions.expires_at(token) - time.time()))

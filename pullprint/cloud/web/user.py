@@ -252,14 +252,27 @@ def printer_views(cloud: Cloud) -> list[PrinterView]:
                 .group_by(jobs_table.c.printer)
             ).all()
         )
-        latest: dict[str, tuple[str, str]] = {}
-        for name, state, reason in conn.execute(
-            sa.select(jobs_table.c.printer, jobs_table.c.state, jobs_table.c.state_reason)
-            .where(jobs_table.c.printer.is_not(None))
-            .where(jobs_table.c.state.in_(["completed", "failed"]))
-            .order_by(jobs_table.c.updated_at)
-        ).all():
-            latest[name] = (state, reason)
+        ended = jobs_table.c.state.in_([JobState.COMPLETED.value, JobState.FAILED.value])
+        last = (
+            sa.select(jobs_table.c.printer, sa.func.max(jobs_table.c.updated_at).label("at"))
+            .where(jobs_table.c.printer.is_not(None), ended)
+            .group_by(jobs_table.c.printer)
+            .subquery()
+        )
+        latest: dict[str, tuple[str, str]] = {
+            name: (state, reason)
+            for name, state, reason in conn.execute(
+                sa.select(jobs_table.c.printer, jobs_table.c.state, jobs_table.c.state_reason)
+                .join(
+                    last,
+                    sa.and_(
+                        jobs_table.c.printer == last.c.printer,
+                        jobs_table.c.updated_at == last.c.at,
+                    ),
+                )
+                .where(ended)
+            ).all()
+        }
     views = []
     for p in found:
         state, reason = latest.get(p.name, ("", ""))
@@ -270,6 +283,12 @@ def printer_views(cloud: Cloud) -> list[PrinterView]:
         else:
             views.append(PrinterView(p, "ready", "ready"))
     return views
+
+
+def waiting(cloud: Cloud, user: str, states: tuple[JobState, ...] = _RELEASABLE) -> list[Job]:
+    """The jobs ``user`` may release (own and delegated) in ``states``, newest first."""
+    found = [job for state in states for job in cloud.jobs.list_for(user, state)]
+    return sorted(found, key=lambda j: j.created_at, reverse=True)
 
 
 def thumbnails(request: Request) -> Thumbnails:
@@ -350,9 +369,8 @@ async def signout(request: Request) -> Response:
 @router.get("/")
 async def queue(request: Request, me: Principal = Depends(require_person)) -> Response:
     cloud = cloud_of(request)
-    found = await run_in_threadpool(cloud.jobs.list_for, me.user)
-    held = [j for j in found if j.state in _RELEASABLE]
-    moving = [j for j in found if j.state in _ACTIVE]
+    held = await run_in_threadpool(waiting, cloud, me.user)
+    moving = await run_in_threadpool(waiting, cloud, me.user, _ACTIVE)
     return render(
         request, "queue.html", nav="queue", held=held, moving=moving, facts=facts,
         left=lambda j: time_left(cloud, j), now=time.time(),
@@ -510,8 +528,7 @@ async def printer_page(name: str, request: Request) -> Response:
     view = next((v for v in views if v.printer.name == name), None)
     if view is None:
         return render(request, "error.html", status_code=404, error=f"There is no printer {name}.")
-    found = await run_in_threadpool(cloud.jobs.list_for, me.user)
-    held = [j for j in found if j.state in _RELEASABLE]
+    held = await run_in_threadpool(waiting, cloud, me.user)
     costs = {j.uuid: estimate(cloud, j, view.printer, {}) for j in held}
     return render(
         request, "printer.html", nav="printers", view=view, held=held, costs=costs, facts=facts,
