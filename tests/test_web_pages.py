@@ -412,8 +412,15 @@ def test_kiosk_card_pin_release_and_sign_out(cloud: CloudServer, tmp_path: Path)
     )
     first, second = held_web_job(cloud, tmp_path), held_web_job(cloud, tmp_path, pages=2)
     kiosk = requests.Session()
-    assert kiosk.get(f"{cloud.url}/kiosk", timeout=10).status_code == 401
+    setup = kiosk.get(f"{cloud.url}/kiosk", timeout=10)
+    assert setup.status_code == 401 and "Set up this terminal" in setup.text
     assert kiosk.get(f"{cloud.url}/kiosk?terminal=ppt_hall.wrong").status_code == 401
+    by_form = requests.Session()  # the setup form keeps the token out of the address
+    form = by_form.get(f"{cloud.url}/kiosk", timeout=10).text
+    wrong_token = kiosk_post(by_form, cloud.url, form, action="setup", terminal="ppt_hall.x")
+    assert wrong_token.status_code == 401
+    done = kiosk_post(by_form, cloud.url, form, action="setup", terminal=terminal)
+    assert done.url == f"{cloud.url}/kiosk" and 'id="card"' in done.text
     page = kiosk.get(f"{cloud.url}/kiosk?terminal={terminal}", timeout=10)
     assert page.url == f"{cloud.url}/kiosk"  # the token left the address
     assert 'id="card"' in page.text and "autofocus" in page.text

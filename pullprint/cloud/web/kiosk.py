@@ -88,11 +88,7 @@ async def kiosk(request: Request) -> Response:
     cloud = cloud_of(request)
     given = request.query_params.get("terminal", "")
     if given:
-        if not given.startswith(TERMINAL_PREFIX) or cloud.terminals.resolve(given) is None:
-            raise Unauthorized(401, "this terminal token is not valid: ask an admin for a new one")
-        response = _go(request, message="This terminal is set up.")
-        _set_cookie(request, response, TERMINAL_COOKIE, given, TERMINAL_COOKIE_SECONDS)
-        return response
+        return await run_in_threadpool(_set_up, request, cloud, given)
     found = await run_in_threadpool(_terminal, request)
     if found is None:
         return render(request, "kiosk_setup.html", status_code=401, body_class="kiosk")
@@ -109,6 +105,25 @@ async def kiosk(request: Request) -> Response:
     me, session_token = session
     layout.set_csrf_anchor(request, session_token)
     return await run_in_threadpool(_jobs_page, request, cloud, terminal, me, session_token)
+
+
+def _set_up(request: Request, cloud: Cloud, token: str) -> Response:
+    """Keep a valid terminal ``token`` in this browser's cookie and go to the kiosk."""
+    if not token.startswith(TERMINAL_PREFIX) or cloud.terminals.resolve(token) is None:
+        raise Unauthorized(401, "this terminal token is not valid: ask an admin for a new one")
+    response = _go(request, message="This terminal is set up.")
+    _set_cookie(request, response, TERMINAL_COOKIE, token, TERMINAL_COOKIE_SECONDS)
+    return response
+
+
+@router.post(f"{PATH}/setup")
+async def kiosk_setup(request: Request) -> Response:
+    """Set the terminal up from a form (the token then stays out of the address and history)."""
+    form = await check_form(request)
+    token = form.get("terminal")
+    return await run_in_threadpool(
+        _set_up, request, cloud_of(request), token.strip() if isinstance(token, str) else ""
+    )
 
 
 def _jobs_page(
