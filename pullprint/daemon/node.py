@@ -59,6 +59,7 @@ from pullprint.errors import (
     PrinterUnavailable,
     PullprintError,
 )
+from pullprint.filters.capabilities import PrinterCapabilities
 from pullprint.filters.engine import FinishedDocument, apply_plan
 from pullprint.filters.options import FinishingOptions
 from pullprint.filters.plan import FinishingPlan, make_plan
@@ -77,6 +78,7 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 2.0  # seconds between tries while the cloud or cupsd does not answer
 UNKNOWN = "unknown whether it printed"
+CAPABILITIES_SECONDS = 60.0  # a printer's Get-Printer-Attributes answer is reused this long
 _ACTIVE_CLOUD_STATES = (JobState.CLAIMED, JobState.PRINTING)
 
 
@@ -122,6 +124,7 @@ class Node:
         self._cups_sub: int | None = None
         self._cups_seq = 0
         self._metrics_server: ThreadingHTTPServer | None = None
+        self._capabilities: dict[tuple[str, str], tuple[float, PrinterCapabilities]] = {}
 
     # -- the events loop ------------------------------------------------------------------
     def _load_cursor(self) -> int:
@@ -455,12 +458,26 @@ class Node:
             )
         return result
 
+    def _ipp_capabilities(self, entry: JournalEntry) -> PrinterCapabilities:
+        """The printer's Get-Printer-Attributes answer, asked at most every CAPABILITIES_SECONDS
+        per printer and URI (a release need not wait for it each time)."""
+        key = (entry.printer, entry.uri)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._capabilities.get(key)
+        if cached is not None and now - cached[0] < CAPABILITIES_SECONDS:
+            return cached[1]
+        session, verify = tls.session_for(self.config, entry.printer, entry.uri)
+        with session:
+            caps = ipp_capabilities(entry.uri, entry.printer, session, verify)
+        with self._lock:
+            self._capabilities[key] = (now, caps)
+        return caps
+
     def _plan(self, entry: JournalEntry, job: Job) -> FinishingPlan:
         """The finishing plan for this job on this printer (asks an IPP printer what it can)."""
         if entry.protocol == "ipp":
-            session, verify = tls.session_for(self.config, entry.printer, entry.uri)
-            with session:
-                caps = ipp_capabilities(entry.uri, entry.printer, session, verify)
+            caps = self._ipp_capabilities(entry)
         else:
             caps = raw_printer_capabilities(self.config.raw_profiles, entry.printer)
         transport = "ipp" if entry.protocol == "ipp" else entry.protocol
@@ -492,7 +509,7 @@ class Node:
         finished_path = self.work / f"{uuid}.out"
         finished = apply_plan(plan, source, finished_path)
         log.info("job=%s plan=%s", uuid, plan.dumps())
-        self._report_plan(uuid, plan)
+        self.pool.submit(self._report_plan, uuid, plan)  # off the way to the printer's first byte
         before = self._read_counter(entry.printer) if entry.protocol != "ipp" else None
         self.journal.step(
             uuid,
