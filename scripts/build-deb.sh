@@ -3,9 +3,9 @@
 #
 #   scripts/build-deb.sh            -> artifacts/deb/pullprint_<version>_<arch>.deb (+ .changes, lintian.txt)
 #
-# The copy holds only the files git tracks plus the untracked ones that are not ignored (work in
-# progress; TRACKED_ONLY=1 leaves them out), never .venv, caches or an old ./debian; packaging/debian is copied to
-# ./debian there. Build dependencies missing on this machine are installed with apt (as root,
+# The copy holds the files git tracks, as a clean clone has them (TRACKED_ONLY=0 adds the
+# untracked ones that are not ignored: work in progress), never .venv, caches or an old ./debian;
+# packaging/debian is copied to ./debian there. Build dependencies missing on this machine are installed with apt (as root,
 # idempotent). pip fetches the private environment's wheels at build time (network needed here,
 # never at install time). Environment: OUT (default artifacts/deb), BUILD_DIR (default
 # build/deb), LINTIAN=0 to skip lintian.
@@ -43,8 +43,8 @@ fi
 rm -rf "$BUILD_DIR"
 src=$BUILD_DIR/pullprint
 mkdir -p "$src" "$OUT"
-others=--others
-[ "${TRACKED_ONLY:-0}" = 1 ] && others=
+others=
+[ "${TRACKED_ONLY:-1}" = 0 ] && others=--others  # TRACKED_ONLY=0: also untracked work in progress
 git ls-files -z --cached $others --exclude-standard \
   | grep -zv -e '^debian/' -e '^artifacts/' -e '^build/' \
   | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
