@@ -219,6 +219,9 @@ def test_sign_in_release_grey_two_sided_by_qr_link_and_see_the_cost(
     shot(page, "account")
     page.goto(base + "/printers")
     shot(page, "printers")
+    page.goto(base + "/p/printer9")
+    expect(page.locator(".flash.bad")).to_have_text("There is no printer printer9.")
+    shot(page, "error")
 
 
 def test_web_upload_with_progress_then_print_on_a_node_printer(
@@ -277,6 +280,9 @@ def test_terminal_release_by_card_number(stack: Stack, world_dir: Path, browse: 
     )
     _cups_job, uuid = print_held(stack, world_dir, pages=2, title="Handout")
     page = browse().new_page()
+    page.goto(f"{url}/kiosk")
+    expect(page.locator("h1")).to_have_text("Set up this terminal")
+    shot(page, "kiosk-setup")
     page.goto(f"{url}/kiosk?terminal={token}")
     expect(page).to_have_url(f"{url}/kiosk")
     expect(page.locator("#card")).to_be_focused()
