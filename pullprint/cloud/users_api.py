@@ -8,7 +8,6 @@ terminal that sends many failures has its answers slowed down.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -16,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from pullprint.cloud import schemas, validate
+from pullprint.cloud import schemas, terminal_signin, validate
 from pullprint.cloud.auth import Principal, Role, require
 from pullprint.cloud.context import admin, cloud_of, person, principal, read_json
 from pullprint.cloud.sessions import TERMINAL_METHODS
@@ -286,30 +285,9 @@ async def terminal_sign_in(request: Request, caller: Principal = Depends(_termin
         method = "pin"
     else:
         method = "username"
-    if method not in terminal.methods:
-        raise Forbidden(403, f"terminal {terminal.name} does not allow sign-in by {method}")
-    await asyncio.sleep(check_lockout(cloud.lockout, None, terminal.name))
-    if method == "card":
-        key = validate.card(obj.get("card"))
-        user = await run_in_threadpool(cloud.users.by_card, key)
-        if user is None:
-            cloud.lockout.failure(f"card:{key}", terminal.name)
-            log.warning("unknown or unapproved card at terminal %s", terminal.name)
-            raise WrongSecret(403, "this card is not registered (or not yet approved)")
-        check_lockout(cloud.lockout, user)
-        cloud.lockout.success(user, terminal.name)
-    else:
-        user = validate.name(obj.get("user"))
-        check_lockout(cloud.lockout, user)
-        if method == "pin":
-            pin = validate.pin(obj.get("pin"))
-            with counted(cloud.lockout, user, terminal.name):
-                if not await run_in_threadpool(cloud.users.verify, user, pin):
-                    raise WrongSecret(403, f"wrong PIN for user {user}")
-        elif not await run_in_threadpool(cloud.users.exists, user):
-            raise NotFound(404, f"no user {user}")
-    token = await run_in_threadpool(cloud.sessions.open, user, "terminal", terminal.name)
-    log.info("%s signed in at terminal %s by %s", user, terminal.name, method)
+    user, token = await terminal_signin.sign_in(
+        cloud, terminal, method, card=obj.get("card"), user=obj.get("user"), pin=obj.get("pin")
+    )
     return _session_answer(request, token, user)
 
 

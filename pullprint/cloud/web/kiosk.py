@@ -13,7 +13,6 @@ changes) or all at once to this terminal's printer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +22,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from pullprint.cloud import validate
+from pullprint.cloud import terminal_signin, validate
 from pullprint.cloud.auth import Principal
 from pullprint.cloud.context import Cloud, cloud_of
 from pullprint.cloud.sessions import TERMINAL_PREFIX, Terminal
@@ -41,12 +40,9 @@ from pullprint.cloud.web.user import (
 from pullprint.errors import (
     CloudRefused,
     DocumentError,
-    Forbidden,
     NotFound,
     Unauthorized,
-    WrongSecret,
 )
-from pullprint.identity.lockout import check_lockout, counted
 
 log = logging.getLogger(__name__)
 
@@ -159,32 +155,11 @@ async def kiosk_signin(request: Request) -> Response:
 
     method = field("method")
     try:
-        if method not in terminal.methods:
-            raise Forbidden(403, f"this terminal does not allow sign-in by {method or '?'}")
-        await asyncio.sleep(check_lockout(cloud.lockout, None, terminal.name))
-        if method == "card":
-            key = validate.card(field("card"))
-            user = await run_in_threadpool(cloud.users.by_card, key)
-            if user is None:
-                cloud.lockout.failure(f"card:{key}", terminal.name)
-                log.warning("unknown or unapproved card at terminal %s", terminal.name)
-                raise WrongSecret(403, "this card is not registered (or not yet approved)")
-            check_lockout(cloud.lockout, user)
-            cloud.lockout.success(user, terminal.name)
-        else:
-            user = validate.name(field("user"))
-            check_lockout(cloud.lockout, user)
-            if method == "pin":
-                pin = validate.pin(field("pin"))
-                with counted(cloud.lockout, user, terminal.name):
-                    if not await run_in_threadpool(cloud.users.verify, user, pin):
-                        raise WrongSecret(403, "wrong user name or PIN")
-            elif not await run_in_threadpool(cloud.users.exists, user):
-                raise NotFound(404, f"no user {user}")
+        _user, session = await terminal_signin.sign_in(
+            cloud, terminal, method, card=field("card"), user=field("user"), pin=field("pin")
+        )
     except CloudRefused as exc:
         return _go(request, error=exc.message)
-    session = await run_in_threadpool(cloud.sessions.open, user, "terminal", terminal.name)
-    log.info("%s signed in at kiosk %s by %s", user, terminal.name, method)
     response = _go(request)
     _set_cookie(request, response, KIOSK_COOKIE, session, int(cloud.sessions.terminal_ttl))
     return response
