@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -335,3 +336,17 @@ def test_auth_policy_is_valid_cupsd_configuration_and_replaced_in_place(world_di
         "lpadmin", "-p", "Q", "-o", "printer-op-policy=pullprint-authenticated",
         "-o", "auth-info-required=negotiate",
     ]  # fmt: skip
+
+
+def test_the_install_command_writes_the_policy(world_dir: Path) -> None:
+    conf = world_dir / "cupsd.conf"
+    conf.write_text("LogLevel warn\n")
+    run = [sys.executable, "-m", "pullprint.cups.install", "authenticated-queue", "PullPrint"]
+    first = subprocess.run([*run, "--conf", str(conf)], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "written to" in first.stdout
+    assert "lpadmin -p PullPrint -o printer-op-policy=pullprint-authenticated" in first.stdout
+    again = subprocess.run([*run, "--conf", str(conf)], capture_output=True, text=True)
+    assert "already in" in again.stdout and conf.read_text().count("<Policy") == 1
+    missing = subprocess.run([*run, "--conf", str(world_dir / "nope")], capture_output=True)
+    assert missing.returncode == 2

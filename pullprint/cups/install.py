@@ -150,3 +150,35 @@ def authenticated_queue_args(
     if auth_info_required:
         args += ["-o", f"auth-info-required={auth_info_required}"]
     return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m pullprint.cups.install authenticated-queue QUEUE [--negotiate] [--conf
+    PATH]``: write the policy block into cupsd.conf and print what to run next (restart cupsd,
+    then put the queue under the policy). Exit 0 done, 2 bad usage or an unreadable file."""
+    import argparse
+    import shlex
+
+    parser = argparse.ArgumentParser(prog="python3 -m pullprint.cups.install")
+    sub = parser.add_subparsers(dest="command", required=True)
+    auth = sub.add_parser("authenticated-queue", help="make submitting to QUEUE need a valid user")
+    auth.add_argument("queue", nargs="?", default="PullPrint")
+    auth.add_argument("--conf", type=Path, default=Path("/etc/cups/cupsd.conf"))
+    auth.add_argument("--negotiate", action="store_true", help="Kerberos instead of PAM (Basic)")
+    args = parser.parse_args(argv)
+    auth_type = "Negotiate" if args.negotiate else "Basic"
+    try:
+        changed = install_auth_policy(args.conf, args.queue, auth_type)
+    except OSError as exc:
+        print(f"{args.conf}: {exc.strerror}", file=sys.stderr)
+        return 2
+    state = "written to" if changed else "already in"
+    print(f"the {auth_type} policy {AUTH_POLICY} for queue {args.queue} is {state} {args.conf}")
+    info = "negotiate" if args.negotiate else ""
+    print("next: restart cupsd (systemctl restart cups), then run:")
+    print("  " + shlex.join(authenticated_queue_args(args.queue, auth_info_required=info)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
