@@ -66,3 +66,21 @@ def test_noisy_terminal_is_slowed_down() -> None:
         lockout.failure("x", terminal="t1")
     assert lockout.terminal_delay("t1") == 30.0
     assert lockout.terminal_delay("t2") == 0
+
+
+def test_a_quiet_terminal_is_forgiven_on_the_clock() -> None:
+    now = [0.0]
+    lockout = Lockout(
+        LockoutPolicy(max_failures=1000, terminal_free_failures=1, terminal_quiet_seconds=600),
+        clock=lambda: now[0],
+    )
+    for _ in range(4):
+        lockout.failure("x", terminal="t1")
+    assert lockout.terminal_delay("t1") == 4.0
+    now[0] += 599
+    assert lockout.terminal_delay("t1") == 4.0  # still noisy
+    lockout.failure("x", terminal="t1")
+    now[0] += 600  # ten quiet minutes after its last failure
+    assert lockout.terminal_delay("t1") == 0
+    lockout.failure("x", terminal="t1")
+    assert lockout.terminal_delay("t1") == 0  # counting starts again

@@ -141,6 +141,15 @@ def test_my_pin_password_and_card_with_admin_approval(cloud: CloudServer) -> Non
     assert admin.ok("GET", "/users/carol")["has_pin"]
     bad = carol.call("PUT", "/me/password", {"current": "not-it-at-all", "new": "x" * 12})
     assert bad.status_code == 403
+    other_device = sign_in(cloud, "carol")
+    changed = carol.call(
+        "PUT", "/me/password", {"current": "carol-secret-1", "new": "carol-secret-2"}
+    )
+    assert changed.status_code == 204
+    assert other_device.call("GET", "/me").status_code == 401  # other sessions end
+    assert carol.call("GET", "/me").status_code == 200  # this one stays
+    admin.ok("PUT", "/users/carol", {"password": "carol-secret-1"})
+    carol = sign_in(cloud, "carol")  # an admin's reset ended every session
     card = carol.ok("POST", "/me/cards", {"card": CARD_HEX})
     assert card == {"key": card["key"], "source": "self", "approved": False}
     terminal = admin.ok(

@@ -102,10 +102,14 @@ class SessionBook:
             )
         return bool(done.rowcount)
 
-    def close_all(self, user: str) -> int:
-        """End every session of the user (disabled, password changed by an admin)."""
+    def close_all(self, user: str, keep: str = "") -> int:
+        """End every session of the user (disabled, password changed), but the one of the token
+        ``keep`` (the user who changed their own password stays signed in there)."""
+        query = sa.delete(user_sessions).where(user_sessions.c.user == user)
+        if keep:
+            query = query.where(user_sessions.c.token_hash != _digest(keep))
         with self._engine.begin() as conn:
-            done = conn.execute(sa.delete(user_sessions).where(user_sessions.c.user == user))
+            done = conn.execute(query)
         return int(done.rowcount)
 
     def sweep(self) -> int:

@@ -125,6 +125,7 @@ async def set_my_password(request: Request, caller: Principal = Depends(_signed_
         if not await run_in_threadpool(cloud.users.verify_password, caller.user, current):
             raise WrongSecret(403, "the current password is wrong")
     await run_in_threadpool(cloud.users.set_password, caller.user, new)
+    await run_in_threadpool(cloud.sessions.close_all, caller.user, _token(request))  # others end
     return Response(status_code=204)
 
 

@@ -26,6 +26,7 @@ class LockoutPolicy:
     terminal_free_failures: int = 10
     terminal_delay_seconds: float = 1.0
     terminal_max_delay_seconds: float = 30.0
+    terminal_quiet_seconds: float = 15 * 60  # a terminal's count starts again after this long
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Lockout:
         self.policy = policy or LockoutPolicy()
         self.clock = clock
         self._users: dict[str, _Count] = {}
-        self._terminals: dict[str, int] = {}
+        self._terminals: dict[str, tuple[int, float]] = {}  # failures, time of the last one
         self._lock = threading.Lock()
 
     def locked_for(self, user: str) -> float:
@@ -58,7 +59,7 @@ class Lockout:
             count = self._users.setdefault(user, _Count())
             count.failures += 1
             if terminal is not None:
-                self._terminals[terminal] = self._terminals.get(terminal, 0) + 1
+                self._terminals[terminal] = (self._terminal_count(terminal) + 1, self.clock())
             if count.failures >= self.policy.max_failures:
                 count.failures = 0
                 count.locked_until = self.clock() + self.policy.lock_seconds
@@ -78,10 +79,19 @@ class Lockout:
             if terminal is not None:
                 self._terminals.pop(terminal, None)
 
+    def _terminal_count(self, terminal: str) -> int:
+        """The terminal's failures, forgotten after ``terminal_quiet_seconds`` without one
+        (call with the lock held)."""
+        failures, last = self._terminals.get(terminal, (0, 0.0))
+        if failures and self.clock() - last >= self.policy.terminal_quiet_seconds:
+            del self._terminals[terminal]
+            return 0
+        return failures
+
     def terminal_delay(self, terminal: str) -> float:
         """Seconds a terminal must wait before its next try (grows with its failures)."""
         with self._lock:
-            extra = self._terminals.get(terminal, 0) - self.policy.terminal_free_failures
+            extra = self._terminal_count(terminal) - self.policy.terminal_free_failures
         if extra <= 0:
             return 0.0
         delay = self.policy.terminal_delay_seconds * 2 ** (extra - 1)
