@@ -248,3 +248,19 @@ def test_operator_release_in_cups_prints_on_release_printer(world_dir: Path) -> 
         assert final.printer == "printer1"
         stack.cups.wait_job(cups_job, {CupsJobState.COMPLETED}, timeout=30)
         assert len(stack.printers[0].spool_files()) == 1
+
+
+def test_refused_after_the_cloud_came_back_cancels_the_cups_job(
+    stack: Stack, world_dir: Path
+) -> None:
+    """A job held while the cloud was down, then refused when the outbox sends it (its user is
+    no pullprint user): the node cancels the CUPS job instead of leaving it held for nobody."""
+    assert stack.cups is not None
+    stack.cloud.stop()
+    cups_job = stack.cups.lp(make_pdf(world_dir / "stranger.pdf", 1), user="mallory")
+    stack.cups.wait_job(cups_job, HELD, timeout=30)
+    assert len(list((stack.root / "spool" / "outbox").glob("*.json"))) == 1
+    stack.cloud.start()
+    stack.cups.wait_job(cups_job, {CupsJobState.CANCELED}, timeout=30)
+    assert list((stack.root / "spool" / "outbox").glob("*.json")) == []
+    assert list((stack.root / "spool" / "jobs").glob("*.json")) == []

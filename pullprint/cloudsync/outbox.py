@@ -39,10 +39,20 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    uuid: str
+    message: str
+
+
+@dataclass(frozen=True)
 class FlushResult:
     sent: int
     waiting: int
-    rejected: int
+    refused: tuple[Refusal, ...] = ()
+
+    @property
+    def rejected(self) -> int:
+        return len(self.refused)
 
 
 class Outbox:
@@ -108,7 +118,8 @@ class Outbox:
 
     def flush(self, cloud: Registrar) -> FlushResult:
         """Send every waiting entry, oldest first; stop at the first CloudUnavailable."""
-        sent = rejected = 0
+        sent = 0
+        refused: list[Refusal] = []
         entries = self.entries()
         for index, (path, entry) in enumerate(entries):
             try:
@@ -117,9 +128,9 @@ class Outbox:
                 log.info(
                     "cloud unavailable, %d job(s) wait in the outbox: %s", len(entries) - index, exc
                 )
-                return FlushResult(sent, len(entries) - index, rejected)
-            except CloudRefused:
-                rejected += 1
+                return FlushResult(sent, len(entries) - index, tuple(refused))
+            except CloudRefused as exc:
+                refused.append(Refusal(entry.submission.uuid, exc.message))
                 continue
             sent += 1
-        return FlushResult(sent, 0, rejected)
+        return FlushResult(sent, 0, tuple(refused))

@@ -822,7 +822,26 @@ class Node:
         """Send waiting registrations; returns how many are still waiting."""
         if not len(self.outbox):
             return 0
-        return self.outbox.flush(self.cloud).waiting
+        done = self.outbox.flush(self.cloud)
+        for refusal in done.refused:
+            self._refused_later(refusal.uuid, refusal.message)
+        return done.waiting
+
+    def _refused_later(self, uuid: str, why: str) -> None:
+        """The cloud refused a registration the outbox sent after an outage (the backend had
+        held the CUPS job): cancel the CUPS job, saying why in the log, so it does not stay held
+        for nobody."""
+        record = self.spool.find_by_uuid(uuid)
+        log.warning("job %s refused by the release service: %s; canceling its CUPS job", uuid, why)
+        if record is None or self.cups is None:
+            return
+        self.spool.mark_done(uuid, JobState.CANCELED, None)
+        try:
+            self.cups.cancel(record.cups_job_id)
+        except CupsUnavailable as exc:
+            log.warning("job %s: CUPS job %d not canceled: %s", uuid, record.cups_job_id, exc)
+            return
+        self.spool.forget(record)
 
     # -- running --------------------------------------------------------------------------
     def _loop(self, name: str, step: Callable[[], object], idle: float) -> None:
