@@ -415,6 +415,15 @@ def test_shared_account_is_charged_for_the_release(
 ) -> None:
     set_prices(acc, "printer1", "impression", [["*", "color", "one-sided", "0.10"]])
     acc.request("PUT", "/accounts/shared/physics", json={})
+    # Only its members may charge a shared account: alice is none yet.
+    outsider = held(node, tmp_path, pages=1)
+    with pytest.raises(Forbidden, match="may not charge shared account physics"):
+        admin.release(outsider.uuid, "alice", "1234", "printer1", account="physics")
+    assert admin.get_job(outsider.uuid).state is JobState.HELD
+    acc.request("PUT", "/accounts/shared/physics", json={"members": ["user:alice"]})
+    assert acc.request("GET", "/accounts/shared/physics")["members"] == ["user:alice"]
+    with pytest.raises(AccountingError):
+        acc.request("PUT", "/accounts/personal/alice", json={"members": ["user:bob"]})
     before = balance(acc, "personal:alice")
     job = print_out(admin, node, held(node, tmp_path, pages=3), impressions=3, account="physics")
     assert job.transaction is not None and job.transaction.amount == Decimal("0.30")

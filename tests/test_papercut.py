@@ -140,7 +140,7 @@ def cloud(
                 },
             )
             acc.request("PUT", "/printers/pc1/prices", json={"papercut": True})
-            acc.request("PUT", "/accounts/shared/physics", json={})
+            acc.request("PUT", "/accounts/shared/physics", json={"members": ["user:alice"]})
         yield server
 
 

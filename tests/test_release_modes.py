@@ -220,16 +220,16 @@ def test_delegation_to_users_and_groups(
 
     team = f"team{uuidlib.uuid4().hex[:6]}"
     admin._json(
-        "PUT", "/accounting/accounts/shared/physics", json_body={}
-    )  # accounting: the account
-    assert admin.put_group(team, [member, "someone"]) == sorted([member, "someone"])
+        "PUT", "/accounting/accounts/shared/physics", json_body={"members": [f"group:{team}"]}
+    )  # accounting: the account, charged by the team's members (the owner is one)
+    assert admin.put_group(team, [member, "someone", owner]) == sorted([member, "someone", owner])
     admin.delegate(owner, "group", team, account="physics")
     job2, _ = held_job(node1, tmp_path, owner=owner, origin="node1")
     released = admin.release(job2.uuid, member, "9753", "printer1")
     assert released.released_by == member and released.account == "physics"
     assert released.transaction is not None and released.transaction.account == "physics"
     # Out of the group, out of the delegation.
-    admin.put_group(team, ["someone"])
+    admin.put_group(team, ["someone", owner])
     job3, _ = held_job(node1, tmp_path, owner=owner, origin="node1")
     with pytest.raises(Forbidden, match=f"belongs to {owner}"):
         admin.release(job3.uuid, member, "9753", "printer1")

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from pullprint.cloud import ledger
 from pullprint.cloud.accounting.tables import account_entries, accounts, usage_details
-from pullprint.cloud.db import transactions
+from pullprint.cloud.db import group_members, transactions
 from pullprint.errors import CloudRefused, Conflict
 from pullprint.model import TransactionStatus
 
@@ -73,6 +73,7 @@ class Account:
     enforced: bool
     overdraft: Decimal
     quota_pages: int | None
+    members: tuple[str, ...] = ()  # shared accounts: "user:NAME" and "group:NAME" who may charge
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +85,7 @@ class Account:
             "enforced": self.enforced,
             "overdraft": str(self.overdraft),
             "quota_pages": self.quota_pages,
+            "members": list(self.members),
         }
 
 
@@ -122,7 +124,23 @@ def get(conn: Connection, ref: AccountRef) -> Account | None:
         enforced=bool(row["enforced"]),
         overdraft=ledger.from_minor(int(row["overdraft_minor"]), currency),
         quota_pages=row["quota_pages"],
+        members=tuple(row["members"] or ()),
     )
+
+
+def may_charge(conn: Connection, account: Account, user: str) -> bool:
+    """True if ``user`` is a member of the shared account, directly or through a group."""
+    if f"user:{user}" in account.members:
+        return True
+    groups = [m.removeprefix("group:") for m in account.members if m.startswith("group:")]
+    if not groups:
+        return False
+    found = conn.execute(
+        sa.select(group_members.c.user).where(
+            group_members.c.user == user, group_members.c.group_name.in_(groups)
+        )
+    ).first()
+    return found is not None
 
 
 def configure(
@@ -134,9 +152,10 @@ def configure(
     overdraft_minor: int | None = None,
     quota_pages: int | None = None,
     set_quota: bool = False,
+    members: tuple[str, ...] | None = None,
 ) -> None:
     """Create the account if needed and set what is given (the quota only with ``set_quota``;
-    ``quota_pages=None`` then removes it). Idempotent."""
+    ``quota_pages=None`` then removes it; ``members`` replaces a shared account's). Idempotent."""
     ensure(conn, ref, currency)
     values: dict[str, Any] = {"updated_at": time.time()}
     if enforced is not None:
@@ -145,6 +164,8 @@ def configure(
         values["overdraft_minor"] = overdraft_minor
     if set_quota:
         values["quota_pages"] = quota_pages
+    if members is not None:
+        values["members"] = list(members)
     conn.execute(sa.update(accounts).where(_where(ref)).values(values))
 
 

@@ -251,9 +251,30 @@ def _account_json(request: Request, ref: AccountRef, with_entries: bool) -> dict
     return data
 
 
+MAX_MEMBERS = 1000
+
+
+def _members(value: Any, ref: AccountRef) -> tuple[str, ...] | None:
+    """A shared account's members: "user:NAME" or "group:NAME" each; None when not given."""
+    if value is None:
+        return None
+    if ref.kind != accounts.SHARED:
+        raise _bad("members: only a shared account has members")
+    if not isinstance(value, list) or len(value) > MAX_MEMBERS:
+        raise _bad(f"members must be a list of at most {MAX_MEMBERS} entries")
+    out = []
+    for item in value:
+        kind, _, who = item.partition(":") if isinstance(item, str) else ("", "", "")
+        if kind not in ("user", "group"):
+            raise _bad('members: each entry is "user:NAME" or "group:NAME"')
+        out.append(f"{kind}:{validate.name(who, 'members')}")
+    return tuple(dict.fromkeys(out))
+
+
 @router.put("/accounts/{kind}/{name}")
 async def put_account(kind: str, name: str, request: Request) -> dict[str, Any]:
-    """Create or configure an account (admin): ``enforced``, ``overdraft``, ``quota_pages``."""
+    """Create or configure an account (admin): ``enforced``, ``overdraft``, ``quota_pages``;
+    for a shared account ``members`` (``["user:alice", "group:physics"]``): who may charge it."""
     _principal(request, Role.ADMIN)
     ref = _account_ref(kind, name)
     body = await _body(request)
@@ -266,6 +287,7 @@ async def put_account(kind: str, name: str, request: Request) -> dict[str, Any]:
         overdraft = _minor(money(body["overdraft"], "overdraft"), currency, "overdraft")
     set_quota = "quota_pages" in body
     quota = validate.optional_integer(body, "quota_pages") if set_quota else None
+    members = _members(body.get("members"), ref)
 
     def store() -> dict[str, Any]:
         with _engine(request).begin() as conn:
@@ -277,6 +299,7 @@ async def put_account(kind: str, name: str, request: Request) -> dict[str, Any]:
                 overdraft_minor=overdraft,
                 quota_pages=quota,
                 set_quota=set_quota,
+                members=members,
             )
         return _account_json(request, ref, False)
 

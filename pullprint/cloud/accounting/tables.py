@@ -49,6 +49,8 @@ accounts = sa.Table(
     sa.Column("overdraft_minor", sa.BigInteger, nullable=False),  # how far below zero is allowed
     sa.Column("quota_pages", sa.Integer, nullable=True),  # pages per calendar month (UTC), or None
     sa.Column("updated_at", sa.Float, nullable=False),
+    # shared accounts: who may charge them, ["user:alice", "group:physics"] (migration 0006)
+    sa.Column("members", sa.JSON, nullable=True),
 )
 
 # Every balance change, signed (negative = debit). balance_minor == sum(amount_minor).

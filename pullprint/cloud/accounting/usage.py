@@ -37,7 +37,7 @@ from pullprint.cloud.accounting.pricing import (
 )
 from pullprint.cloud.accounting.tables import accounting_printers, price_entries, usage_details
 from pullprint.cloud.db import jobs, transactions
-from pullprint.errors import NotFound
+from pullprint.errors import Forbidden, NotFound
 from pullprint.model import Job, Printer, TransactionStatus
 
 log = logging.getLogger(__name__)
@@ -194,8 +194,16 @@ def reserve(conn: Connection, job: Job, printer: Printer, options: dict[str, str
     ref = _chosen_account(conn, job, options)
     if ref.kind == PERSONAL:
         accounts.ensure(conn, ref, currency)
-    elif accounts.get(conn, ref) is None:
-        raise NotFound(404, f"no shared account {ref.name}; an administrator creates it first")
+    else:
+        shared = accounts.get(conn, ref)
+        if shared is None:
+            raise NotFound(404, f"no shared account {ref.name}; an administrator creates it first")
+        if not accounts.may_charge(conn, shared, job.owner):
+            raise Forbidden(
+                403,
+                f"{job.owner} may not charge shared account {ref.name}: an administrator adds "
+                "them (or a group of theirs) to its members",
+            )
     pricing = load_pricing(conn, printer.name)
     attrs = JobAttributes.from_options(job.options, job.copies, options)
     expected = expected_counts(job.pages, attrs)
