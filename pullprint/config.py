@@ -116,6 +116,9 @@ class DirectoryConfig:
     email_attribute: str = "mail"
     card_attribute: str = ""  # card numbers (hex or decimal, one a value); empty: none
     pin_attribute: str = ""  # a PIN (4 to 8 digits); empty: none
+    # other names of the user as CUPS sees them (job-originating-user-name), e.g.
+    # sAMAccountName or a Kerberos principal; they map to the user at registration; empty: none
+    alias_attribute: str = ""
     group_name_attribute: str = "cn"
     member_attributes: tuple[str, ...] = ("member", "uniqueMember", "memberUid")
     start_tls: bool = False

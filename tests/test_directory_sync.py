@@ -444,7 +444,7 @@ def test_served_app_runs_the_schedule(
         env.clock.advance(3600)
         wait_for(lambda: sync_state.status.runs == 2, "the next scheduled sync")
     assert sync_state.status.last_result is not None
-    assert sync_state.status.last_result.disabled == ("carol",)
+    assert sync_state.status.last_result.disabled == ("carol",), sync_state.status
     env.cloud.engine.dispose()
 
 
@@ -532,3 +532,26 @@ def test_a_cleartext_bind_is_warned_about(
     ):
         DirectorySync(fine, env.cloud.users, env.cloud.groups)
     assert "unencrypted" not in caplog.text
+
+
+def test_a_directory_attribute_names_the_cups_user(env: Env, directory: ldap.Slapd) -> None:
+    """Issue 3: a CUPS job's user name is mapped through a directory attribute: alice's entry
+    also has uid AArcher (her login on the Windows desktops); a job printed as that name is
+    alice's. Aliases follow the directory on the next sync."""
+    directory.modify(f"dn: uid=alice,{ldap.PEOPLE}\nchangetype: modify\nadd: uid\nuid: AArcher\n")
+    sync(env, directory, alias_attribute="uid")
+    assert env.cloud.users.resolve("aarcher") == "alice"
+    assert env.cloud.users.resolve("AArcher") == "alice"
+    assert env.cloud.users.resolve("bob") == "bob"  # a user's own name wins
+    job_uuid = register_job(env.cloud, "AArcher")
+    with env.cloud.engine.connect() as conn:
+        owner = conn.execute(sa.select(jobs.c.owner).where(jobs.c.uuid == job_uuid)).scalar()
+        tx_user = conn.execute(
+            sa.select(transactions.c.user).where(transactions.c.job_uuid == job_uuid)
+        ).scalar()
+    assert (owner, tx_user) == ("alice", "alice")
+    directory.modify(
+        f"dn: uid=alice,{ldap.PEOPLE}\nchangetype: modify\ndelete: uid\nuid: AArcher\n"
+    )
+    sync(env, directory, alias_attribute="uid")
+    assert env.cloud.users.resolve("aarcher") is None

@@ -53,6 +53,14 @@ user_cards = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+user_aliases = sa.Table(
+    "user_aliases",
+    metadata,
+    sa.Column("alias", sa.String(64), primary_key=True),  # lower case: a CUPS user name
+    sa.Column("user", sa.String(64), nullable=False, index=True),
+    sa.Column("source", sa.String(16), nullable=False),  # ldap
+)
+
 user_sessions = sa.Table(
     "user_sessions",
     metadata,

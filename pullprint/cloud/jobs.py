@@ -303,7 +303,12 @@ class JobBook:
                 403, f"node {caller.node} cannot register jobs for origin node {sub.origin}"
             )
         owner, reason = sub.owner, ""
-        if not self._users.exists(sub.owner) and not self._registered(sub.uuid):
+        known = self._users.resolve(sub.owner)  # the user, or the user it is an alias of
+        if known is not None and known != sub.owner:
+            log.info("job %s: CUPS user %s is user %s (alias)", sub.uuid, sub.owner, known)
+            owner = known
+            sub = replace(sub, owner=known)
+        if known is None and not self._registered(sub.uuid):
             if self._unknown_user != "hold":
                 log.warning(
                     "refused job %s from node %s: %s is not a pullprint user (unknown_user=refuse)",

@@ -22,7 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from pullprint.cloud.db import group_members, user_cards, users
+from pullprint.cloud.db import group_members, user_aliases, user_cards, users
 from pullprint.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -268,6 +268,42 @@ class UserDirectory:
                 self.add_card(name, key, source=source, approved=True)
             except Conflict:
                 log.warning("directory card of user %s is registered to another user", name)
+
+    def set_aliases(self, name: str, aliases: list[str], source: str) -> None:
+        """Make the aliases of ``source`` for the user exactly ``aliases`` (lower case); an
+        alias that is a user's own name, or another user's alias, is skipped and logged.
+        Idempotent."""
+        wanted = sorted({a.lower() for a in aliases} - {name})
+        with self._engine.begin() as conn:
+            conn.execute(
+                sa.delete(user_aliases).where(
+                    user_aliases.c.user == name,
+                    user_aliases.c.source == source,
+                    user_aliases.c.alias.not_in(wanted),
+                )
+            )
+            for alias in wanted:
+                holder = conn.execute(
+                    sa.select(user_aliases.c.user).where(user_aliases.c.alias == alias)
+                ).scalar_one_or_none()
+                taken = conn.execute(sa.select(users.c.name).where(users.c.name == alias)).first()
+                if holder == name:
+                    continue
+                if holder is not None or taken is not None:
+                    log.warning("alias %s of user %s is another user's name or alias", alias, name)
+                    continue
+                conn.execute(sa.insert(user_aliases).values(alias=alias, user=name, source=source))
+
+    def resolve(self, claimed: str) -> str | None:
+        """The enabled user a name from CUPS stands for: the user of that name, else the user
+        whose alias it is (case-insensitive); None if neither. Changes nothing."""
+        if self.exists(claimed):
+            return claimed
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                sa.select(user_aliases.c.user).where(user_aliases.c.alias == claimed.lower())
+            ).scalar_one_or_none()
+        return str(found) if found is not None and self.exists(str(found)) else None
 
     # -- reading ----------------------------------------------------------------------------
 

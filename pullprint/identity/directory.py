@@ -52,6 +52,7 @@ class DirectoryUser:
     pin: str | None  # 4 to 8 digits, or None when the directory holds none (or a bad one)
     groups: tuple[str, ...]  # the groups (of this snapshot) the user is a member of, sorted
     dn: str = ""
+    aliases: tuple[str, ...] = ()  # other names (alias_attribute), lower-case, sorted, unique
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ def read_directory(cfg: DirectoryConfig) -> DirectorySnapshot:
             cfg.email_attribute,
             cfg.card_attribute,
             cfg.pin_attribute,
+            cfg.alias_attribute,
         )
         if a
     ]
@@ -238,6 +240,15 @@ def read_directory(cfg: DirectoryConfig) -> DirectorySnapshot:
                 "cards": tuple(sorted(cards)),
                 "pin": pin,
                 "dn": dn,
+                "aliases": tuple(
+                    sorted(
+                        {
+                            a.strip().lower()
+                            for a in _values(attrs, cfg.alias_attribute)
+                            if _valid_name(a.strip()) and a.strip().lower() != name
+                        }
+                    )
+                ),
             }
             dn_to_name[_norm_dn(dn)] = name
         groups: list[DirectoryGroup] = []
@@ -296,6 +307,8 @@ class UserStore(Protocol):
     ) -> bool: ...
 
     def set_cards(self, name: str, card_keys: list[str], source: str) -> None: ...
+
+    def set_aliases(self, name: str, aliases: list[str], source: str) -> None: ...
 
     def names(self, source: str | None = None) -> list[str]: ...
 
@@ -377,6 +390,7 @@ def apply_snapshot(
             (added if created else updated).append(du.name)
         else:
             unchanged += 1
+        users.set_aliases(du.name, list(du.aliases), source)
         written.add(du.name)
     group_names: list[str] = []
     for group in snapshot.groups:
@@ -459,7 +473,7 @@ class DirectorySync:
         self._groups = groups
         self._clock = clock
         self._reader = reader
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # run_once inside tick's check
         self.status = SyncStatus(next_due=clock())
         if cleartext_bind(cfg):
             log.warning(
@@ -504,10 +518,11 @@ class DirectorySync:
     def tick(self) -> SyncResult | None:
         """Run if due; a failure is logged (and retried later), not raised. The result, or
         None when nothing ran or it failed."""
-        if not self.due():
-            return None
-        try:
-            return self.run_once()
-        except DirectoryError as exc:
-            log.error("scheduled directory sync failed: %s", exc)
-            return None
+        with self._lock:  # two loops (or processes' threads) ticking at once run it once
+            if not self.due():
+                return None
+            try:
+                return self.run_once()
+            except DirectoryError as exc:
+                log.error("scheduled directory sync failed: %s", exc)
+                return None
