@@ -88,6 +88,7 @@ class NodeConfig:
     snmp_settle_seconds: float = 5.0  # the page counter must stay still this long
     snmp_wait_seconds: float = 120.0  # give up waiting for the page counter after this long
     metrics_port: int = 0  # Prometheus /metrics on 127.0.0.1:PORT; 0: off
+    discovery_seconds: int = 300  # browse DNS-SD for IPP printers and report them; 0: off
     log_format: str = "text"  # "text", "kv" (key=value) or "json" (one object a line)
     # The CUPS job's user name -> the pullprint user (pullprint.identity.names).
     user_strip_domain: bool = True  # DOM\\alice, alice@REALM -> alice

@@ -228,6 +228,36 @@ class PlanStep:
 
 
 @dataclass(frozen=True)
+class Discovered:
+    """A printer announced with DNS-SD on a node's network, resolved to an address."""
+
+    name: str
+    uri: str
+    host: str = ""
+    address: str = ""
+    port: int = 0
+    service: str = ""
+    make_and_model: str = ""
+    location: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Discovered:
+        return cls(
+            name=str(data["name"]),
+            uri=str(data["uri"]),
+            host=str(data.get("host", "")),
+            address=str(data.get("address", "")),
+            port=int(data.get("port", 0)),
+            service=str(data.get("service", "")),
+            make_and_model=str(data.get("make_and_model", "")),
+            location=str(data.get("location", "")),
+        )
+
+
+@dataclass(frozen=True)
 class Printer:
     """A printer the cloud can release to, served by one node."""
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 APT_PACKAGES=(
   cups cups-client cups-bsd cups-ipp-utils cups-filters ghostscript qpdf poppler-utils
-  libcups2-dev avahi-daemon dbus socat python3 python3-venv python3-dev gcc make
+  libcups2-dev avahi-daemon avahi-utils dbus iproute2 socat python3 python3-venv python3-dev gcc make
   postgresql snmpd snmp slapd ldap-utils chromium chromium-driver
 )
 

@@ -273,6 +273,8 @@ MATRIX: dict[tuple[str, str], str] = {
     # printers and release modes; authenticating a user at printer1
     ("GET",    "/printers"):                            "ok  ok  ok  ok  ok  ok  ok  ok  ok  ok  401",
     ("POST",   "/printers"):                            "no  no  no  no  ok  ok  no  no  no  no  401",
+    ("GET",    "/printers/discovered"):                 "no  no  no  no  ok  ok  no  no  no  no  401",
+    ("PUT",    "/node/discovered"):                     "no  no  no  no  no  no  no  no  ok  ok  401",
     ("PUT",    "/queues/{name}/release-mode"):          "no  no  no  no  ok  ok  no  no  no  no  401",
     ("PUT",    "/printers/{name}/release-mode"):        "no  no  no  no  ok  ok  no  no  no  no  401",
     ("GET",    "/release-modes"):                       "no  no  no  no  ok  ok  no  no  no  no  401",
@@ -342,6 +344,8 @@ SETUPS: dict[tuple[str, str], Setup] = {
     ("DELETE", "/terminals/{name}"):              terminal_to_delete,
     ("POST",   "/terminal/sign-in"):              static({"user": "alice", "pin": PIN}),
     ("POST",   "/printers"):                      static(PRINTER1),
+    ("GET",    "/printers/discovered"):           static(),
+    ("PUT",    "/node/discovered"):               static({"printers": [{"name": "Lobby", "uri": "ipp://127.0.0.1:1/ipp/print"}]}),
     ("PUT",    "/queues/{name}/release-mode"):    static({"mode": "hold"}, name="PullPrint"),
     ("PUT",    "/printers/{name}/release-mode"):  static({"mode": "hold"}, name="printer2"),
     ("POST",   "/printers/{name}/authenticate"):  static({"user": "alice", "pin": PIN}, name="printer1"),

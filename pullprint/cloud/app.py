@@ -334,6 +334,29 @@ async def add_printer(request: Request, _p: Principal = Depends(admin)) -> dict[
     return stored.to_json()
 
 
+@router.put(
+    "/node/discovered",
+    openapi_extra=schemas.request_body(schemas.DiscoveredReportIn),
+    responses=schemas.answers(None),
+    status_code=204,
+)
+async def report_discovered(request: Request, caller: Principal = Depends(node)) -> Response:
+    """The IPP printers announced with DNS-SD on the calling node's network (replaces its
+    last report); the admin's printers page offers them."""
+    found = validate.discovered(await read_json(request))
+    cloud = cloud_of(request)
+    now = time.time()
+    await run_in_threadpool(cloud.printers.report_discovered, caller.node, found, now)
+    return Response(status_code=204)
+
+
+@router.get("/printers/discovered")
+async def list_discovered(request: Request, _p: Principal = Depends(admin)) -> dict[str, Any]:
+    """What each node last found on its network: ``{node, seen_at, ...printer}``."""
+    found = await run_in_threadpool(cloud_of(request).printers.discovered)
+    return {"printers": [{"node": n, "seen_at": when, **d.to_json()} for n, d, when in found]}
+
+
 @router.get("/printers", responses=schemas.answers(schemas.Printers))
 async def list_printers(request: Request, _p: Principal = Depends(anyone)) -> dict[str, Any]:
     found = await run_in_threadpool(cloud_of(request).printers.all)

@@ -53,6 +53,17 @@ user_cards = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+discovered_printers = sa.Table(
+    "discovered_printers",
+    metadata,
+    sa.Column("node", sa.String(64), primary_key=True),
+    sa.Column("uri", sa.String(1024), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("make_and_model", sa.String(255), nullable=False),
+    sa.Column("location", sa.String(255), nullable=False),
+    sa.Column("seen_at", sa.Float, nullable=False),
+)
+
 user_aliases = sa.Table(
     "user_aliases",
     metadata,

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from pullprint.cloud.db import printers
+from pullprint.cloud.db import discovered_printers, printers
 from pullprint.cloud.ledger import micro_to_price, price_to_micro
-from pullprint.model import Printer
+from pullprint.model import Discovered, Printer
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,47 @@ class PrinterRegistry:
     def get(self, name: str) -> Printer | None:
         with self._engine.connect() as conn:
             return get(conn, name)
+
+    def report_discovered(self, node: str, found: list[Discovered], now: float) -> int:
+        """Replace what ``node`` last found announced on its network (DNS-SD). Idempotent."""
+        with self._engine.begin() as conn:
+            conn.execute(sa.delete(discovered_printers).where(discovered_printers.c.node == node))
+            for d in {d.uri: d for d in found}.values():
+                conn.execute(
+                    sa.insert(discovered_printers).values(
+                        node=node,
+                        uri=d.uri,
+                        name=d.name,
+                        make_and_model=d.make_and_model,
+                        location=d.location,
+                        seen_at=now,
+                    )
+                )
+        return len(found)
+
+    def discovered(self) -> list[tuple[str, Discovered, float]]:
+        """What every node last reported: (node, printer, when), by node and name."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(discovered_printers).order_by(
+                    discovered_printers.c.node, discovered_printers.c.name
+                )
+            ).all()
+        return [
+            (
+                r.node,
+                Discovered.from_json(
+                    {
+                        "name": r.name,
+                        "uri": r.uri,
+                        "make_and_model": r.make_and_model,
+                        "location": r.location,
+                    }
+                ),
+                float(r.seen_at),
+            )
+            for r in rows
+        ]
 
     def all(self) -> list[Printer]:
         """Every printer, by name."""

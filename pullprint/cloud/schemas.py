@@ -70,6 +70,21 @@ class PlanIn(_Body):
     steps: list[PlanStepIn] = Field(max_length=64)
 
 
+class DiscoveredIn(_Body):
+    name: str = Field(min_length=1, max_length=255)
+    uri: str = Field(max_length=1024, pattern=r"^ipps?://\S+$")
+    host: str = Field("", max_length=255)
+    address: str = Field("", max_length=64)
+    port: int = Field(0, ge=0, le=65535)
+    service: str = Field("", max_length=32)
+    make_and_model: str = Field("", max_length=255)
+    location: str = Field("", max_length=255)
+
+
+class DiscoveredReportIn(_Body):
+    printers: list[DiscoveredIn] = Field(max_length=500)
+
+
 class SignInIn(_Body):
     name: str = _NAME
     password: str = Field(min_length=1, max_length=256)

@@ -15,7 +15,7 @@ from typing import Any
 from pullprint.cloud.ledger import MAX_PRICE, PRICE_DECIMALS
 from pullprint.errors import InvalidRequest
 from pullprint.identity.cards import CardError, card_key
-from pullprint.model import JobState, JobSubmission, PlanStep, Printer
+from pullprint.model import Discovered, JobState, JobSubmission, PlanStep, Printer
 
 MAX_JSON_BODY = 256 * 1024
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024 * 1024
@@ -173,6 +173,33 @@ def card(value: Any, key: str = "card") -> str:
         return card_key(value)
     except CardError as exc:
         raise _bad(f"{key}: {exc}") from exc
+
+
+MAX_DISCOVERED = 500
+_DISCOVERED_URI = re.compile(r"ipps?://\S+")
+
+
+def discovered(data: Any) -> list[Discovered]:
+    """A node's DNS-SD report: ``printers``, each with a name and an ipp:// or ipps:// URI."""
+    obj = body_object(data)
+    found = obj.get("printers")
+    if not isinstance(found, list) or len(found) > MAX_DISCOVERED:
+        raise _bad(f"printers must be a list of at most {MAX_DISCOVERED} printers")
+    out = []
+    for index, item in enumerate(found):
+        entry = body_object(item)
+        uri = text(entry, "uri", max_len=1024)
+        if not _DISCOVERED_URI.fullmatch(uri):
+            raise _bad(f"printers[{index}].uri must be an ipp:// or ipps:// URI")
+        out.append(
+            Discovered(
+                name=text(entry, "name", max_len=255),
+                uri=uri,
+                make_and_model=text(entry, "make_and_model", max_len=255, min_len=0, default=""),
+                location=text(entry, "location", max_len=255, min_len=0, default=""),
+            )
+        )
+    return out
 
 
 MAX_PLAN_STEPS = 64

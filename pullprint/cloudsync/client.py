@@ -37,6 +37,7 @@ from pullprint.errors import (
     Unauthorized,
 )
 from pullprint.model import (
+    Discovered,
     Job,
     JobState,
     JobSubmission,
@@ -329,6 +330,11 @@ class CloudClient:
                 tmp.unlink()
             raise
         return total
+
+    def report_discovered(self, found: Sequence[Discovered]) -> None:
+        """Tell the cloud which IPP printers this node finds announced on its network."""
+        body = {"printers": [d.to_json() for d in found]}
+        self._request("PUT", "/node/discovered", json_body=body).close()
 
     def report_plan(self, uuid: str, steps: Sequence[PlanStep]) -> Job:
         """Keep the finishing plan made for the printer with the job (node)."""

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from pullprint.model import Discovered as Discovered  # defined with the shared model
+
 log = logging.getLogger(__name__)
 
 SERVICE_TYPES = ("_ipp._tcp", "_ipps._tcp")
@@ -26,36 +28,6 @@ STATES = {3: "idle", 4: "printing", 5: "stopped"}
 
 class DiscoveryUnavailable(RuntimeError):
     """DNS-SD browsing cannot run here (no avahi-browse, or the Avahi daemon does not answer)."""
-
-
-@dataclass(frozen=True)
-class Discovered:
-    """A printer announced with DNS-SD, resolved to an address."""
-
-    name: str
-    uri: str
-    host: str
-    address: str
-    port: int
-    service: str
-    make_and_model: str = ""
-    location: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Discovered:
-        return cls(
-            name=str(data["name"]),
-            uri=str(data["uri"]),
-            host=str(data.get("host", "")),
-            address=str(data.get("address", "")),
-            port=int(data.get("port", 0)),
-            service=str(data.get("service", "")),
-            make_and_model=str(data.get("make_and_model", "")),
-            location=str(data.get("location", "")),
-        )
 
 
 def _unescape(text: str) -> str:

@@ -32,7 +32,7 @@ from pullprint.cloudsync.client import CloudClient
 from pullprint.cloudsync.outbox import Outbox
 from pullprint.config import NodeConfig
 from pullprint.cups.jobs import CupsJobs, CupsJobState, CupsUnavailable
-from pullprint.daemon import tls
+from pullprint.daemon import discovery, tls
 from pullprint.daemon.delivery import (
     download_document,
     ipp_capabilities,
@@ -125,6 +125,7 @@ class Node:
         self._cups_seq = 0
         self._metrics_server: ThreadingHTTPServer | None = None
         self._capabilities: dict[tuple[str, str], tuple[float, PrinterCapabilities]] = {}
+        self._discovery_warned = False
 
     # -- the events loop ------------------------------------------------------------------
     def _load_cursor(self) -> int:
@@ -843,6 +844,21 @@ class Node:
             return
         self.spool.forget(record)
 
+    # -- DNS-SD ---------------------------------------------------------------------------
+    def discover_once(self) -> int:
+        """Browse DNS-SD for IPP printers on this node's network and report them to the cloud
+        (the admin's printers page offers them); returns how many. Without Avahi here it
+        reports nothing and says so once."""
+        try:
+            found = discovery.browse()
+        except discovery.DiscoveryUnavailable as exc:
+            if not self._discovery_warned:
+                log.warning("DNS-SD discovery off: %s", exc)
+                self._discovery_warned = True
+            return 0
+        self.cloud.report_discovered(found)
+        return len(found)
+
     # -- running --------------------------------------------------------------------------
     def _loop(self, name: str, step: Callable[[], object], idle: float) -> None:
         backoff = idle
@@ -881,6 +897,15 @@ class Node:
             threads.append(
                 threading.Thread(
                     target=self._loop, args=("cups", self.cups_once, 0.25), name="cups", daemon=True
+                )
+            )
+        if self.config.discovery_seconds:
+            threads.append(
+                threading.Thread(
+                    target=self._loop,
+                    args=("discovery", self.discover_once, float(self.config.discovery_seconds)),
+                    name="discovery",
+                    daemon=True,
                 )
             )
         for thread in threads:

@@ -44,10 +44,35 @@ def _remove_stale(*paths: str) -> None:
         Path(path).unlink(missing_ok=True)
 
 
+# The avahi-daemon the peers start announces and browses on the loopback interface only (made
+# multicast-capable for it): every DNS-SD packet of the tests stays on this machine.
+AVAHI_CONF = Path("/run/pullprint-avahi/avahi-daemon.conf")
+AVAHI_CONF_TEXT = """\
+[server]
+use-ipv4=yes
+use-ipv6=no
+allow-interfaces=lo
+ratelimit-interval-usec=1000000
+ratelimit-burst=1000
+
+[wide-area]
+enable-wide-area=no
+
+[publish]
+publish-hinfo=no
+publish-workstation=no
+
+[reflector]
+enable-reflector=no
+"""
+
+
 def ensure_dns_sd(timeout: float = 5.0) -> None:
     """Start dbus-daemon (system bus) and avahi-daemon unless they already run. Idempotent.
 
-    Raises RuntimeError, naming the daemon and its output, when one cannot be started.
+    An avahi-daemon started here uses :data:`AVAHI_CONF` (loopback only, ``lo`` set
+    multicast); one that already runs is left as it is. Raises RuntimeError, naming the daemon
+    and its output, when one cannot be started.
     """
     if not _running("dbus-daemon"):
         Path("/run/dbus").mkdir(parents=True, exist_ok=True)
@@ -65,8 +90,13 @@ def ensure_dns_sd(timeout: float = 5.0) -> None:
             )
     if not _running("avahi-daemon"):
         _remove_stale("/run/avahi-daemon/pid", "/run/avahi-daemon/socket")
+        AVAHI_CONF.parent.mkdir(parents=True, exist_ok=True)
+        AVAHI_CONF.write_text(AVAHI_CONF_TEXT)
+        subprocess.run(["ip", "link", "set", "lo", "multicast", "on"], check=True)
         done = subprocess.run(
-            ["avahi-daemon", "--no-drop-root", "--no-rlimits", "-D"], capture_output=True, text=True
+            ["avahi-daemon", "-f", str(AVAHI_CONF), "--no-drop-root", "--no-rlimits", "-D"],
+            capture_output=True,
+            text=True,
         )
         deadline = time.monotonic() + timeout
         while not _running("avahi-daemon"):

@@ -115,7 +115,7 @@ class Stack:
                 poll_timeout=20.0,
                 register_timeout=3.0,
                 outbox_retry_seconds=0.5,
-                **self.node_options,
+                **{"discovery_seconds": 0, **self.node_options},  # DNS-SD only where asked
             ),
         )
         self.config_path.write_text(configmod.dump(config))

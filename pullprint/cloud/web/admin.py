@@ -12,6 +12,7 @@ library code as the API (``UserDirectory``, ``TerminalBook``, ``PrinterRegistry`
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -104,10 +105,23 @@ def _job_counts(cloud: Cloud) -> dict[str, int]:
 async def printers_page(request: Request, me: Principal = Depends(require_staff)) -> Response:
     cloud = cloud_of(request)
     printers = await run_in_threadpool(cloud.printers.all)
+    known = {p.uri for p in printers}
+    found = [
+        (node, d, when)
+        for node, d, when in await run_in_threadpool(cloud.printers.discovered)
+        if d.uri not in known
+    ]
     return _page(
         request, "printers.html", "printers", printers=printers,
-        nodes=sorted(cloud.config.node_tokens),
+        nodes=sorted(cloud.config.node_tokens), discovered=found,
+        suggest=suggested_name,
     )  # fmt: skip
+
+
+def suggested_name(announced: str) -> str:
+    """A printer name for an announced one: lower case, letters, digits and dashes."""
+    name = re.sub(r"[^a-z0-9]+", "-", announced.lower()).strip("-")
+    return name[:64] or "printer"
 
 
 @router.post("/printers")
