@@ -37,7 +37,8 @@ def test_the_node_reports_announced_printers_and_the_admin_adds_one(tmp_path: Pa
                 assert "allow-interfaces=lo" in AVAHI_CONF.read_text()
             seen = browse_until("Lobby Color")
             assert seen.address == "127.0.0.1" and seen.port == printer.port
-            assert seen.uri.startswith(f"ipp://127.0.0.1:{printer.port}/")
+            assert seen.uri.split("://", 1)[1].startswith(f"127.0.0.1:{printer.port}/")
+            assert seen.uri.split("://", 1)[0] in ("ipp", "ipps")  # announced as both
             with cloud.node_client("node1") as client:
                 node = Node(NodeConfig(name="node1", spool_dir=tmp_path / "spool"), client)
                 try:
@@ -46,11 +47,13 @@ def test_the_node_reports_announced_printers_and_the_admin_adds_one(tmp_path: Pa
                     node.journal.close()
             with cloud.admin_client() as admin:
                 listed = admin._json("GET", "/printers/discovered")["printers"]
-                assert [p["node"] for p in listed if p["name"] == "Lobby Color"] == ["node1"]
+                assert {p["node"] for p in listed if p["name"] == "Lobby Color"} == {"node1"}
                 admin.put_user("boss", role="admin", password=PASSWORD)
             boss = Browser(cloud).sign_in("boss")
             page = boss.get("/admin/printers").text
-            assert "Lobby Color" in page and "Add as lobby-color" in page
+            assert "Lobby Color" in page and page.count("Add as lobby-color") == 1
+            offered = (f"ipps://127.0.0.1:{printer.port}/ipp/print", seen.uri)
+            assert any(u in page for u in offered)  # ipps:// first when both were announced
             added = boss.post(
                 "/admin/printers",
                 {"name": "lobby-color", "uri": seen.uri, "node": "node1", "price": "0"},
@@ -83,3 +86,20 @@ def test_a_node_without_avahi_reports_nothing(
             assert admin._json("GET", "/printers/discovered")["printers"] == []
     finally:
         cloud.stop()
+
+
+def test_the_page_offers_a_printer_once_ipps_first() -> None:
+    from pullprint.cloud.web.admin import offered, suggested_name
+
+    both = [
+        ("node1", Discovered("Hall", "ipp://127.0.0.5:631/ipp/print"), 1.0),
+        ("node1", Discovered("Hall", "ipps://127.0.0.5:631/ipp/print"), 1.0),
+        ("node2", Discovered("Hall", "ipp://127.0.9.5:631/ipp/print"), 1.0),
+        ("node1", Discovered("Known", "ipp://127.0.0.6:631/ipp/print"), 1.0),
+    ]
+    rows = offered(both, known={"ipp://127.0.0.6:631/ipp/print"})
+    assert [(n, d.uri) for n, d, _ in rows] == [
+        ("node1", "ipps://127.0.0.5:631/ipp/print"),
+        ("node2", "ipp://127.0.9.5:631/ipp/print"),
+    ]
+    assert suggested_name("Lobby Color (2nd floor)") == "lobby-color-2nd-floor"

@@ -49,7 +49,7 @@ from pullprint.cloud.web import layout
 from pullprint.cloud.web.layout import check_form, redirect, render, require_admin
 from pullprint.cloud.web.user import printer_url
 from pullprint.errors import Forbidden, InvalidRequest, NotFound
-from pullprint.model import JobState
+from pullprint.model import Discovered, JobState
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +106,28 @@ async def printers_page(request: Request, me: Principal = Depends(require_staff)
     cloud = cloud_of(request)
     printers = await run_in_threadpool(cloud.printers.all)
     known = {p.uri for p in printers}
-    found = [
-        (node, d, when)
-        for node, d, when in await run_in_threadpool(cloud.printers.discovered)
-        if d.uri not in known
-    ]
+    found = offered(await run_in_threadpool(cloud.printers.discovered), known)
     return _page(
         request, "printers.html", "printers", printers=printers,
         nodes=sorted(cloud.config.node_tokens), discovered=found,
         suggest=suggested_name,
     )  # fmt: skip
+
+
+def offered(
+    reports: list[tuple[str, Discovered, float]], known: set[str]
+) -> list[tuple[str, Discovered, float]]:
+    """One row per printer and node, its ipps:// URI before its ipp:// one (a printer announces
+    both), none for a printer one of whose URIs is already added. Pure."""
+    by_printer: dict[tuple[str, str], list[tuple[str, Discovered, float]]] = {}
+    for row in reports:
+        by_printer.setdefault((row[0], row[1].name), []).append(row)
+    out = []
+    for rows in by_printer.values():
+        if any(d.uri in known for _n, d, _w in rows):
+            continue
+        out.append(min(rows, key=lambda r: not r[1].uri.startswith("ipps://")))
+    return out
 
 
 def suggested_name(announced: str) -> str:
