@@ -12,6 +12,7 @@ balance may go below zero). An enforced account refuses a hold that would take t
 from __future__ import annotations
 
 import calendar
+import logging
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from pullprint.cloud import ledger
 from pullprint.cloud.accounting.tables import account_entries, accounts, usage_details
@@ -27,6 +29,8 @@ from pullprint.errors import CloudRefused, Conflict
 from pullprint.model import TransactionStatus
 
 PERSONAL = "personal"
+log = logging.getLogger(__name__)
+
 SHARED = "shared"
 KINDS = (PERSONAL, SHARED)
 
@@ -94,20 +98,27 @@ def _where(ref: AccountRef) -> Any:
 
 
 def ensure(conn: Connection, ref: AccountRef, currency: str) -> None:
-    """Create the account (not enforced, balance 0) if it does not exist. Idempotent."""
-    if conn.execute(sa.select(accounts.c.name).where(_where(ref))).first() is None:
-        conn.execute(
-            sa.insert(accounts).values(
-                kind=ref.kind,
-                name=ref.name,
-                currency=currency,
-                balance_minor=0,
-                enforced=False,
-                overdraft_minor=0,
-                quota_pages=None,
-                updated_at=time.time(),
+    """Create the account (not enforced, balance 0) if it does not exist. Idempotent, also when
+    another process creates it at the same moment (the insert is a savepoint; a duplicate key
+    there means it exists now)."""
+    if conn.execute(sa.select(accounts.c.name).where(_where(ref))).first() is not None:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                sa.insert(accounts).values(
+                    kind=ref.kind,
+                    name=ref.name,
+                    currency=currency,
+                    balance_minor=0,
+                    enforced=False,
+                    overdraft_minor=0,
+                    quota_pages=None,
+                    updated_at=time.time(),
+                )
             )
-        )
+    except IntegrityError:
+        log.info("account %s was created meanwhile", ref)
 
 
 def get(conn: Connection, ref: AccountRef) -> Account | None:
