@@ -23,6 +23,7 @@ def p50_p99(values: list[float], prefix: str) -> dict[str, float]:
 
 
 def emit(figure: dict[str, object]) -> None:
-    """Print one figure as one JSON line (flushed: ``make bench`` streams them)."""
-    sys.stdout.write(json.dumps(figure) + "\n")
+    """Print one figure as one compact JSON line, as the issues write them (flushed: ``make
+    bench`` streams them)."""
+    sys.stdout.write(json.dumps(figure, separators=(",", ":")) + "\n")
     sys.stdout.flush()

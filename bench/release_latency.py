@@ -11,7 +11,6 @@ JSON line per printer count (``--printers 1,10`` to choose).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -19,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._stats import percentile
+from bench._stats import emit, percentile
 from pullprint.cups.jobs import CupsJobState
 from pullprint.model import JobState
 from pullprint.peers.documents import make_pdf
@@ -81,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=20, help="jobs (at least one per printer)")
     args = parser.parse_args(argv)
     for count in (int(c) for c in args.printers.split(",")):
-        print(json.dumps(run(max(args.n, count), count)), flush=True)
+        emit(run(max(args.n, count), count))
     return 0
 
 

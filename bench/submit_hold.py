@@ -5,14 +5,13 @@ p50/p99 of both and the ratio of the p50s."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench._stats import percentile
+from bench._stats import emit, percentile
 from pullprint.cups.jobs import CupsJobState
 from pullprint.peers.documents import make_pdf
 from pullprint.peers.stack import Stack
@@ -60,7 +59,7 @@ def run(n: int = 30) -> dict[str, object]:
 
 
 def main() -> int:
-    print(json.dumps(run()), flush=True)
+    emit(run())
     return 0
 
 
