@@ -344,6 +344,8 @@ def test_kiosk_signs_out_by_itself_when_the_countdown_ends(tmp_path: Path, brows
         )
         page = browse().new_page()
         page.goto(f"{cloud.url}/kiosk?terminal={token}")
+        expect(page).to_have_url(f"{cloud.url}/kiosk")  # the setup redirect is done
+        expect(page.locator("#card")).to_be_focused()  # before the reader types
         page.keyboard.type("555")
         page.keyboard.press("Enter")
         expect(page.locator("#countdown")).to_be_visible()

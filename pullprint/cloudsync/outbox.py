@@ -96,11 +96,16 @@ class Outbox:
             job = cloud.register(entry.submission)
             if job.storage is StorageKind.NODE and self.keep is not None:
                 kept = self.keep / f"{uuid}.pdf"
-                if entry.document.exists():
-                    self.keep.mkdir(mode=0o700, exist_ok=True)
+                self.keep.mkdir(mode=0o700, exist_ok=True)
+                try:
                     entry.document.replace(kept)  # same file system: atomic, durable
-                elif not kept.exists():
-                    raise CloudRefused(409, f"the document of job {uuid} is gone from the spool")
+                except FileNotFoundError:
+                    # The node's outbox loop and the backend may send one entry at once: the
+                    # other one moved it already.
+                    if not kept.exists():
+                        raise CloudRefused(
+                            409, f"the document of job {uuid} is gone from the spool"
+                        ) from None
                 path.unlink(missing_ok=True)
                 log.info("job %s registered with the cloud; its document stays here", uuid)
                 return
