@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import requests
 
 from pullprint.cloudsync.client import AdminClient, CloudClient
 from pullprint.config import CloudConfig, Config, NodeConfig, dump
-from pullprint.peers.ports import free_port
+from pullprint.peers.ports import free_port, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +143,7 @@ class CloudServer:
     def stop(self) -> None:
         """SIGTERM the subprocess, kill it after 5 s; keeps every file. Idempotent."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                log.warning("the cloud ignored SIGTERM for %s s; killing it", STOP_SECONDS)
-                proc.kill()
-                proc.wait()
+        stop_process(proc, "the cloud", STOP_SECONDS)
         self._close_log()
 
     def _close_log(self) -> None:

@@ -3,13 +3,12 @@ private cupsd (the queue named in the ``lpd://`` URI must exist there)."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from pathlib import Path
 from types import TracebackType
 
 from pullprint.cups.private import PrivateCups
-from pullprint.peers.ports import free_port, wait_listening
+from pullprint.peers.ports import free_port, stop_process, wait_listening
 
 CUPS_LPD = Path("/usr/lib/cups/daemon/cups-lpd")
 
@@ -40,14 +39,7 @@ class LpdServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, "cups-lpd", 5)
 
     def __enter__(self) -> LpdServer:
         return self.start()

@@ -31,7 +31,7 @@ from typing import Any
 
 import requests
 
-from pullprint.peers.ports import free_port
+from pullprint.peers.ports import free_port, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +133,7 @@ class OidcProvider:
     def stop(self) -> None:
         """Stop the provider (SIGTERM, then SIGKILL after 10 s) and remove its folder."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc, "the OIDC provider", 10)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def log_tail(self, lines: int = 40) -> str:

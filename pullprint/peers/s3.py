@@ -15,7 +15,6 @@ import json
 import logging
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from pullprint.peers.ports import free_port
+from pullprint.peers.ports import free_port, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -164,14 +163,7 @@ class SeaweedS3:
     def stop(self) -> None:
         """SIGTERM the server, kill it after a while; keeps the data. Idempotent."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                log.info("weed still draining after %s s; killing it", STOP_SECONDS)
-                proc.kill()
-                proc.wait()
+        stop_process(proc, "SeaweedFS", STOP_SECONDS)
         self._close_log()
 
     def close(self) -> None:

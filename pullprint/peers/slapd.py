@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from pullprint.peers.ports import free_port, wait_listening
+from pullprint.peers.ports import free_port, stop_process, wait_listening
 from pullprint.peers.tls import make_tls_files
 
 log = logging.getLogger(__name__)
@@ -269,13 +269,7 @@ userPassword: {self._hash(self.sync_password)}
     def stop(self) -> None:
         """Stop slapd (SIGTERM, then SIGKILL after 10 s) and remove its folder. Idempotent."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc, "slapd", 10)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:

@@ -5,7 +5,6 @@ the test changes (:meth:`SnmpAgent.set_count`, :meth:`SnmpAgent.add_pages`)."""
 
 from __future__ import annotations
 
-import signal
 import socket
 import subprocess
 import threading
@@ -14,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from pullprint.daemon.snmp import PRT_MARKER_LIFE_COUNT, SnmpError, read_counter
+from pullprint.peers.ports import stop_process
 
 COUNTER_SCRIPT = """#!/bin/sh
 # snmpd pass_persist script: GET of prtMarkerLifeCount.1.1 answers the number in the counter file
@@ -109,14 +109,7 @@ class SnmpAgent:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, "snmpd", 5)
 
     def __enter__(self) -> SnmpAgent:
         return self.start()
