@@ -28,9 +28,10 @@ class Finding:
     ok: bool
     detail: str
     fix: str = ""
+    warning: bool = False  # ok, but something to act on (not counted as a problem)
 
     def line(self) -> str:
-        mark = "ok  " if self.ok else "FAIL"
+        mark = ("warn" if self.warning else "ok  ") if self.ok else "FAIL"
         text = f"{mark} {self.check}: {self.detail}"
         return text + (f"\n     fix: {self.fix}" if self.fix else "")
 
@@ -73,6 +74,52 @@ def check_executable(path: Path, modes: tuple[int, ...], role: str) -> Finding:
     return Finding(name, True, f"mode {mode:04o}, root")
 
 
+# cupsd builds with a known defect that hits pull printing, by the version its package reports:
+# the fix for CVE-2026-27447 (OpenPrinting/cups#1555) made cupsd dereference a NULL pointer
+# whenever an "@OWNER" policy (Send-Document, Cancel-Job, Release-Job ...) is checked for a
+# requesting user with no local account, so a job from such a user crashes cupsd. Upstream fixed
+# it in 2.4.19; Debian 12's 2.4.2-3+deb12u10 carries the defective backport.
+CUPSD_DEFECTS = {
+    "2.4.2-3+deb12u10": "OpenPrinting/cups#1555",
+    "2.4.17": "OpenPrinting/cups#1555",
+    "2.4.18": "OpenPrinting/cups#1555",
+}
+
+
+def cupsd_version() -> str:
+    """The installed cupsd's version: the Debian package's (dpkg-query), else upstream's
+    (cups-config --version), else ""."""
+    for cmd in (
+        ["dpkg-query", "-W", "-f=${Version}", "cups-daemon"],
+        ["cups-config", "--version"],
+    ):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=5, check=True)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.stdout.strip():
+            return out.stdout.strip()
+    return ""
+
+
+def check_cupsd_version(version: str) -> Finding:
+    """Warn about a cupsd build that crashes on jobs of users without a local account."""
+    if not version:
+        return Finding("cupsd version", True, "unknown (neither dpkg-query nor cups-config)")
+    defect = CUPSD_DEFECTS.get(version)
+    if defect is None:
+        return Finding("cupsd version", True, f"{version}, no known defect")
+    return Finding(
+        "cupsd version",
+        True,
+        f"{version} crashes on a job whose requesting user has no local account ({defect}); "
+        "users with accounts on this server (local, LDAP or SSSD) print normally",
+        "give every user who prints an account on the print server (nss/SSSD), or upgrade cupsd "
+        "once a fixed package is out (upstream 2.4.19 has the fix)",
+        warning=True,
+    )
+
+
 def check_spool(config: Config) -> Finding:
     spool = config.node.spool_dir
     if not spool.is_dir():
@@ -100,7 +147,10 @@ def check_queues(config: Config) -> list[Finding]:
         printers: dict[str, dict[str, Any]] = cups._call(lambda conn: conn.getPrinters())
     except CupsUnavailable as exc:
         return [Finding("cupsd", False, str(exc), "start cupsd (systemctl start cups)")]
-    out = [Finding("cupsd", True, f"answers at {config.node.cups_server or 'the default server'}")]
+    out = [
+        Finding("cupsd", True, f"answers at {config.node.cups_server or 'the default server'}"),
+        check_cupsd_version(cupsd_version()),
+    ]
     for queue in config.node.queues:
         attrs = printers.get(queue)
         name = f"queue {queue}"
@@ -219,5 +269,9 @@ def report(config: Config, as_json: bool = False) -> tuple[int, str]:
         return code, json.dumps([f.to_json() for f in findings], indent=2)
     lines = [f.line() for f in findings]
     bad = sum(not f.ok for f in findings)
-    lines.append("all well" if not bad else f"{bad} problem(s) found")
+    warned = sum(f.warning for f in findings)
+    if bad:
+        lines.append(f"{bad} problem(s) found")
+    else:
+        lines.append("all well" + (f" ({warned} warning(s) above)" if warned else ""))
     return code, "\n".join(lines)

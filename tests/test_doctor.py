@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+from pullprint.doctor import check_cupsd_version, cupsd_version
 from pullprint.peers.stack import Stack
 
 
@@ -28,6 +29,7 @@ def test_doctor_all_well_then_each_fault(stack: Stack) -> None:
     assert code == 0, text
     assert "queue PullPrint: pullprint:/, accepting jobs" in text
     assert "printer printer1" in text and "FAIL" not in text
+    assert f"cupsd version: {cupsd_version()}" in text
 
     code, text = doctor(stack, "--json")
     findings = json.loads(text)
@@ -54,3 +56,15 @@ def test_doctor_all_well_then_each_fault(stack: Stack) -> None:
     stack.cups.run("lpadmin", "-x", "PullPrint")
     code, text = doctor(stack)
     assert "FAIL queue PullPrint: does not exist" in text and "fix: lpadmin -p PullPrint" in text
+
+
+def test_cupsd_version_known_defect_is_a_warning_with_a_fix() -> None:
+    """Debian 12's cupsd 2.4.2-3+deb12u10 crashes on jobs of users without a local account
+    (OpenPrinting/cups#1555): doctor says so, as a warning that names what to do."""
+    bad = check_cupsd_version("2.4.2-3+deb12u10")
+    assert bad.ok and bad.warning
+    assert "OpenPrinting/cups#1555" in bad.detail and "2.4.19" in bad.fix
+    assert bad.line().startswith("warn cupsd version: 2.4.2-3+deb12u10 crashes")
+    good = check_cupsd_version("2.4.2-3+deb12u9")
+    assert good.ok and not good.warning and good.line().startswith("ok   cupsd version")
+    assert check_cupsd_version(cupsd_version()).detail.startswith(cupsd_version())
