@@ -624,6 +624,17 @@ def cmd_node(args: argparse.Namespace, cfg: configmod.Config) -> int:
     return EXIT_OK
 
 
+def cmd_submitd(args: argparse.Namespace, cfg: configmod.Config) -> int:
+    from pullprint.backend.submitd import SubmitdError, serve
+
+    try:
+        serve(cfg)
+    except SubmitdError as exc:
+        out.error(f"submitd: {exc}")
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def cmd_node_status(args: argparse.Namespace, cfg: configmod.Config) -> int:
     from pullprint.daemon.journal import status_report
 
@@ -738,6 +749,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "node", cmd_node, "run the node daemon (or `node status`)")
     node_sub = p.add_subparsers(dest="node_command", metavar="status")
     _json_flag(_add(node_sub, "status", cmd_node_status, "each job's step, each printer's result"))
+    _add(
+        sub,
+        "submitd",
+        cmd_submitd,
+        "run the print server's submission helper: the CUPS filter and backend hand jobs to it "
+        "on node.submit_socket (without it they run each job themselves, slower)",
+    )
 
     admin = sub.add_parser("admin", help="administration (an admin)").add_subparsers(
         dest="what", required=True, metavar="WHAT"
@@ -850,7 +868,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         cfg = _load_config(args.config)
-        if args.command in ("node", "server"):
+        if args.command in ("node", "server", "submitd"):
             logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
         if args.command == "node" and cfg.node.log_format != "text":
             from pullprint.daemon.logs import structured

@@ -76,6 +76,9 @@ class NodeConfig:
     outbox_retry_seconds: float = 2.0
     max_document_bytes: int = 512 * 1024 * 1024
     release_printer: str = ""  # printer for an operator's "Release Job" in the CUPS web UI
+    # The UNIX socket of `pullprint submitd`, which the filter and backend hand jobs to. They
+    # find it here by default, else at $PULLPRINT_SUBMIT_SOCKET (cupsd's SetEnv). "": off.
+    submit_socket: str = "/run/pullprint/submit.sock"
     # Delivery (issue 6). Printer names are the cloud's printer names.
     retry_window_seconds: float = 600.0  # keep retrying an unreachable printer this long
     retry_max_backoff: float = 30.0  # longest pause between two tries

@@ -111,13 +111,22 @@ def drain(source: BinaryIO) -> None:
         pass
 
 
-def run_job(ctx: BackendContext, args: JobArgs, source: BinaryIO) -> BackendExit:
-    """Handle one run of the backend for a job; returns the exit code for cupsd."""
+def run_job(
+    ctx: BackendContext, args: JobArgs, source: BinaryIO, *, resume: bool = False
+) -> BackendExit:
+    """Handle one run of the backend for a job; returns the exit code for cupsd.
+
+    ``resume``: this run is a first run that submitd took over and did not finish (it died
+    before answering): a record already "held" was made by that first run, not by an earlier
+    one, so its registration is finished (:func:`finish_first_run`), never taken for a release.
+    """
     spool = Spool(ctx.config.spool_dir).ensure()
     key = cups_job_uuid(args, ctx.queue)
     record = spool.load_record(key)
     if record is not None and record.stage == "held":
         drain(source)
+        if resume:
+            return finish_first_run(ctx, spool, record, args)
         return rerun(ctx, spool, record)
     if record is None:
         record = CupsJobRecord(str(uuidlib.uuid4()), args.job_id, key, ctx.queue, "receiving")
@@ -153,7 +162,6 @@ def first_run(
         if k not in ("job-uuid", "time-at-creation", "time-at-processing", "job-password")
     }
     owner = map_user_name(args.user, rules_from(ctx.config))
-    who = f"CUPS user '{args.user}'" + (f" (pullprint user {owner})" if owner != args.user else "")
     submission = JobSubmission(
         uuid=record.uuid,
         owner=owner,
@@ -173,9 +181,43 @@ def first_run(
     spool.save_record(
         CupsJobRecord(record.uuid, args.job_id, record.cups_job_uuid, ctx.queue, "held")
     )
+    entry = OutboxEntry(submission, document)
+    return send_first_run(ctx, spool, record, args, outbox, entry_path, entry)
+
+
+def finish_first_run(
+    ctx: BackendContext, spool: Spool, record: CupsJobRecord, args: JobArgs
+) -> BackendExit:
+    """Finish a first run that stopped after the job was put in the outbox (submitd died): send
+    its outbox entry if it is still there (registration and upload are idempotent), else the
+    job was sent already: hold it. Registers the job at most once in the cloud."""
+    outbox = Outbox(spool.outbox, spool.kept)
+    entry_path = outbox.folder / f"{record.uuid}.json"
+    for path, entry in outbox.entries():
+        if path == entry_path:
+            return send_first_run(ctx, spool, record, args, outbox, path, entry)
+    ctx.status.info(f"pullprint: held; release it at a printer (job {record.uuid})")
+    return BackendExit.HOLD
+
+
+def send_first_run(
+    ctx: BackendContext,
+    spool: Spool,
+    record: CupsJobRecord,
+    args: JobArgs,
+    outbox: Outbox,
+    entry_path: Path,
+    entry: OutboxEntry,
+) -> BackendExit:
+    """Send a first run's outbox entry to the cloud and say how the job is held (exit 3), or
+    that the cloud refused it (exit 1, the job and its spool files are dropped)."""
+    status = ctx.status
+    submission = entry.submission
+    pages, owner = submission.pages, submission.owner
+    who = f"CUPS user '{args.user}'" + (f" (pullprint user {owner})" if owner != args.user else "")
     sent = _Recorder(ctx.cloud)
     try:
-        outbox.send(entry_path, OutboxEntry(submission, document), sent)
+        outbox.send(entry_path, entry, sent)
     except CloudUnavailable as exc:
         log.info("cloud unavailable for job %s: %s", record.uuid, exc)
         status.info(
@@ -196,7 +238,7 @@ def first_run(
         )
         return BackendExit.HOLD
     status.info(f"pullprint: held ({pages} page(s)); release it at a printer (job {record.uuid})")
-    status.attr(job_impressions=pages * args.copies)
+    status.attr(job_impressions=pages * submission.copies)
     return BackendExit.HOLD
 
 

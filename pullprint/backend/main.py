@@ -1,6 +1,7 @@
 """The CUPS backend ``pullprint`` (device URI ``pullprint:/``): a thin shell over
 :mod:`pullprint.backend.hold`. With no arguments it prints its discovery line; with 5 or 6 it
-handles a job (document on stdin, or in the file named by the 6th)."""
+handles a job (document on stdin, or in the file named by the 6th). The installed executable
+first hands a job's first run to ``pullprint submitd`` (:mod:`pullprint.cups.handoff`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ DISCOVERY = (
 )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, resume: bool = False) -> int:
+    """Run the backend; ``resume``: finish a first run submitd took and did not answer
+    (:func:`pullprint.backend.hold.run_job`)."""
     argv = list(sys.argv if argv is None else argv)
     if len(argv) == 1:
         print(DISCOVERY, flush=True)
@@ -50,5 +53,5 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.file:
             with open(args.file, "rb") as source:
-                return run_job(ctx, args, source)
-        return run_job(ctx, args, sys.stdin.buffer)
+                return run_job(ctx, args, source, resume=resume)
+        return run_job(ctx, args, sys.stdin.buffer, resume=resume)

@@ -10,19 +10,26 @@ import os
 import sys
 from pathlib import Path
 
-BACKEND_SHELL = """#!{python}
+# ``-IS``: no site, no user paths; the package's own folder is put on sys.path, so that the
+# hand-off to submitd starts with the standard library only (pullprint.cups.handoff loads the
+# rest, with site, only when it runs the job in-process).
+BACKEND_SHELL = """#!{python} -IS
 # pullprint CUPS backend (generated). Device URI: pullprint:/
 import sys
-from pullprint.backend.main import main
-sys.exit(main())
+sys.path.insert(0, {root!r})
+from pullprint.cups.handoff import backend_main
+sys.exit(backend_main())
 """
 
-FILTER_SHELL = """#!{python}
+FILTER_SHELL = """#!{python} -IS
 # pullprint CUPS filter pullprint-finish (generated).
 import sys
-from pullprint.filters.finish import main
-sys.exit(main())
+sys.path.insert(0, {root!r})
+from pullprint.cups.handoff import filter_main
+sys.exit(filter_main())
 """
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding pullprint/
 
 
 def _write(path: Path, text: str, mode: int) -> None:
@@ -36,12 +43,14 @@ def _write(path: Path, text: str, mode: int) -> None:
 
 def write_backend(path: Path, python: str | None = None) -> None:
     """Write the backend executable at ``path`` (mode 0700, root). Idempotent."""
-    _write(path, BACKEND_SHELL.format(python=python or sys.executable), 0o700)
+    text = BACKEND_SHELL.format(python=python or sys.executable, root=PACKAGE_ROOT)
+    _write(path, text, 0o700)
 
 
 def write_filter(path: Path, python: str | None = None) -> None:
     """Write the filter executable at ``path`` (mode 0755, root). Idempotent."""
-    _write(path, FILTER_SHELL.format(python=python or sys.executable), 0o755)
+    text = FILTER_SHELL.format(python=python or sys.executable, root=PACKAGE_ROOT)
+    _write(path, text, 0o755)
 
 
 # -- an authenticated queue (docs/identity.md) ------------------------------------------------

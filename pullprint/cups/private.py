@@ -289,9 +289,10 @@ class PrivateCups:
         return dict(self.connection().getJobAttributes(job_id))
 
     def wait_job(
-        self, job_id: int, states: Collection[int], timeout: float = 30.0
+        self, job_id: int, states: Collection[int], timeout: float = 30.0, poll: float = 0.05
     ) -> dict[str, Any]:
-        """Wait until the job's job-state is one of ``states`` (3..9); return its attributes."""
+        """Wait until the job's job-state is one of ``states`` (3..9); return its attributes.
+        ``poll``: seconds between two looks (the benchmarks look more often)."""
         deadline = time.monotonic() + timeout
         while True:
             attrs = self.job(job_id)
@@ -303,7 +304,7 @@ class PrivateCups:
                     f"({attrs.get('job-printer-state-message', '')!r}), wanted {sorted(states)}; "
                     f"see {self.error_log}"
                 )
-            time.sleep(0.05)
+            time.sleep(poll)
 
 
 def python_executable() -> str:

@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from pullprint.cups.protocol import FilterExit, StatusWriter, parse_job_args
 from pullprint.errors import DocumentError, PullprintError
@@ -26,7 +27,24 @@ CHUNK = 1 << 16
 def main(argv: list[str] | None = None) -> int:
     """Run the filter; returns the exit code (0 or 1). Writes the document to stdout."""
     argv = list(sys.argv if argv is None else argv)
-    status = StatusWriter()
+    tmpdir = os.environ.get("TMPDIR") or None
+    return run(argv, sys.stdin.buffer, sys.stdout.buffer, StatusWriter(), tmpdir)
+
+
+def run(
+    argv: list[str],
+    stdin: BinaryIO,
+    stdout: BinaryIO,
+    status: StatusWriter,
+    tmpdir: str | None,
+    *,
+    opened: bool = False,
+) -> FilterExit:
+    """One run of the filter for ``argv`` (argv[0] included): the document is the file argv[6],
+    else ``stdin``; the prepared PDF goes to ``stdout``, status lines to ``status``; work files
+    in a temp folder under ``tmpdir``. ``opened``: argv[6] was opened by the caller and is read
+    from ``stdin`` (submitd, which gets the open file from the filter executable); messages
+    name it all the same. Used by :func:`main` and by submitd (the hand-off)."""
     try:
         args = parse_job_args(argv)
     except ValueError as exc:
@@ -39,19 +57,19 @@ def main(argv: list[str] | None = None) -> int:
         return FilterExit.FAILED
     from pullprint.filters.submission import prepare_submission
 
-    tmpdir = os.environ.get("TMPDIR") or None
     with tempfile.TemporaryDirectory(prefix="pullprint-finish-", dir=tmpdir) as work:
-        if args.file:
+        if args.file and not opened:
             source = Path(args.file)
         else:
             source = Path(work) / "input.pdf"
             with source.open("wb") as out:
-                shutil.copyfileobj(sys.stdin.buffer, out, CHUNK)
+                shutil.copyfileobj(stdin, out, CHUNK)
         prepared = Path(work) / "prepared.pdf"
         try:
             result = prepare_submission(source, prepared, options)
         except DocumentError as exc:
-            status.error(f"pullprint-finish: job {args.job_id} rejected: {exc}")
+            why = str(exc).replace(str(source), args.file or "stdin")  # not a work file's name
+            status.error(f"pullprint-finish: job {args.job_id} rejected: {why}")
             return FilterExit.FAILED
         except PullprintError as exc:
             status.error(f"pullprint-finish: job {args.job_id} failed: {exc}")
@@ -63,6 +81,6 @@ def main(argv: list[str] | None = None) -> int:
         status.info(f"pullprint-finish: {result.pages} page(s)")
         status.attr(job_impressions=result.pages * options.copies)
         with prepared.open("rb") as fh:
-            shutil.copyfileobj(fh, sys.stdout.buffer, CHUNK)
-        sys.stdout.buffer.flush()
+            shutil.copyfileobj(fh, stdout, CHUNK)
+        stdout.flush()
     return FilterExit.OK

@@ -18,6 +18,7 @@ from typing import Any
 
 from pullprint import config as configmod
 from pullprint.cloudsync.client import CloudClient
+from pullprint.cups import handoff
 from pullprint.cups.private import PrivateCups
 from pullprint.model import Job, JobState, Printer
 from pullprint.peers.cloud import CloudServer
@@ -29,20 +30,32 @@ NODE = "node1"
 
 
 class NodeProcess:
-    """``pullprint node`` as a child process."""
+    """``pullprint node`` (or another long-running ``command``: ``submitd``) as a child process."""
 
     def __init__(
-        self, config_path: Path, log_path: Path, env: dict[str, str] | None = None
+        self,
+        config_path: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        command: str = "node",
     ) -> None:
         self.config_path = config_path
         self.log_path = log_path
         self.env = env
+        self.command = command
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> NodeProcess:
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pullprint", "--config", str(self.config_path), "node"],
+                [
+                    sys.executable,
+                    "-m",
+                    "pullprint",
+                    "--config",
+                    str(self.config_path),
+                    self.command,
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=None if self.env is None else {**os.environ, **self.env},
@@ -78,8 +91,11 @@ class Stack:
         price: Decimal = Decimal("0.05"),
         start_node: bool = True,
         node_options: dict[str, Any] | None = None,
+        submitd: bool = False,
     ) -> None:
-        """``node_options``: NodeConfig keys to set (release_printer, retry_window_seconds...)."""
+        """``node_options``: NodeConfig keys to set (release_printer, retry_window_seconds...).
+        ``submitd``: start ``pullprint submitd``, which the filter and backend hand jobs to
+        (without it they run each job in-process)."""
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.users = users if users is not None else {"alice": "1234", "bob": "5678"}
@@ -91,7 +107,10 @@ class Stack:
         self.printers: list[IppEvePrinter] = []
         self.cups: PrivateCups | None = None
         self.node: NodeProcess | None = None
+        self.start_submitd_process = submitd
+        self.submitd: NodeProcess | None = None
         self.config_path = self.root / "pullprint.toml"
+        self.submit_socket = self.root / "submit.sock"
 
     @property
     def printer_names(self) -> list[str]:
@@ -103,7 +122,13 @@ class Stack:
             printer = IppEvePrinter(self.root / name, name=name)
             printer.start()
             self.printers.append(printer)
-        self.cups = PrivateCups(self.root / "cups", env={configmod.ENV_VAR: str(self.config_path)})
+        self.cups = PrivateCups(
+            self.root / "cups",
+            env={
+                configmod.ENV_VAR: str(self.config_path),
+                handoff.ENV_SOCKET: str(self.submit_socket),
+            },
+        )
         config = configmod.Config(
             cloud=configmod.CloudConfig(admin_token=self.cloud.admin_token),
             node=configmod.NodeConfig(
@@ -115,6 +140,7 @@ class Stack:
                 poll_timeout=20.0,
                 register_timeout=3.0,
                 outbox_retry_seconds=0.5,
+                submit_socket=str(self.submit_socket),
                 **{"discovery_seconds": 0, **self.node_options},  # DNS-SD only where asked
             ),
         )
@@ -127,9 +153,32 @@ class Stack:
                 admin.add_user(user, pin)
             for name, printer in zip(self.printer_names, self.printers, strict=True):
                 admin.add_printer(Printer(name, printer.uri, NODE, self.price, f"room {name}"))
+        if self.start_submitd_process:
+            self.start_submitd()
         if self.start_node:
             self.start_node_process()
         return self
+
+    def start_submitd(
+        self, env: dict[str, str] | None = None, timeout: float = 20.0
+    ) -> NodeProcess:
+        """Start ``pullprint submitd`` and wait until it greets on its socket (``env``: extra
+        variables, e.g. PULLPRINT_FAULT)."""
+        self.submitd = NodeProcess(self.config_path, self.root / "submitd.log", env, "submitd")
+        self.submitd.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                sock, _ = handoff.connect(str(self.submit_socket))
+            except handoff.NotHandedOff as exc:
+                assert self.submitd.proc is not None
+                if self.submitd.proc.poll() is not None or time.monotonic() > deadline:
+                    log_text = (self.root / "submitd.log").read_text(errors="replace")
+                    raise RuntimeError(f"submitd did not start ({exc}): {log_text}") from None
+                time.sleep(0.02)
+                continue
+            sock.close()
+            return self.submitd
 
     def start_node_process(self, env: dict[str, str] | None = None) -> NodeProcess:
         """Start ``pullprint node`` (``env``: extra variables, e.g. PULLPRINT_FAULT)."""
@@ -156,8 +205,11 @@ class Stack:
             check=check,
         )
 
-    def wait_cloud_job(self, user: str, cups_job_id: int, timeout: float = 20.0) -> Job:
-        """The cloud's job for a CUPS job of ``user``, once it is registered."""
+    def wait_cloud_job(
+        self, user: str, cups_job_id: int, timeout: float = 20.0, poll: float = 0.05
+    ) -> Job:
+        """The cloud's job for a CUPS job of ``user``, once it is registered (looked for every
+        ``poll`` seconds)."""
         deadline = time.monotonic() + timeout
         with self.admin() as admin:
             while True:
@@ -166,7 +218,7 @@ class Stack:
                         return job
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"CUPS job {cups_job_id} of {user} not registered")
-                time.sleep(0.05)
+                time.sleep(poll)
 
     def wait_state(self, uuid: str, states: set[JobState], timeout: float = 30.0) -> Job:
         deadline = time.monotonic() + timeout
@@ -182,7 +234,7 @@ class Stack:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        for part in (self.node, self.cups, *self.printers, self.cloud):
+        for part in (self.node, self.submitd, self.cups, *self.printers, self.cloud):
             if part is None:
                 continue
             try:

@@ -1,0 +1,199 @@
+"""``pullprint submitd``, the resident helper the CUPS filter and backend hand jobs to, against the
+real peers: a private cupsd running the real filter and backend executables, the real cloud, and
+submitd as its own process. Without submitd (or when it dies mid-job) the executables run the job
+themselves: nothing is lost and nothing registered twice."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pikepdf
+import pytest
+
+from pullprint import config as configmod
+from pullprint.backend.submitd import FAULT_STEPS
+from pullprint.cups import handoff
+from pullprint.cups.install import PACKAGE_ROOT
+from pullprint.cups.jobs import CupsJobState
+from pullprint.daemon.journal import FAULT_ENV
+from pullprint.model import JobState
+from pullprint.peers.documents import make_pdf
+from pullprint.peers.stack import Stack
+from tests.test_e2e import print_and_hold
+
+STOPPED = {CupsJobState.STOPPED, CupsJobState.CANCELED, CupsJobState.ABORTED}
+STUB_PDF = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog"
+
+
+@pytest.fixture
+def fast(world_dir: Path) -> Iterator[Stack]:
+    with Stack(world_dir / "stack", start_node=False, submitd=True) as running:
+        yield running
+
+
+def submitd_log(stack: Stack) -> str:
+    return (stack.root / "submitd.log").read_text(errors="replace")
+
+
+def handled(stack: Stack, op: str, cups_job: int) -> list[str]:
+    """submitd's log lines saying it ran ``op`` for the CUPS job."""
+    return re.findall(rf"{op} job {cups_job} of pid \d+: exit (\d+)", submitd_log(stack))
+
+
+def registered(stack: Stack, cups_job: int, user: str = "alice") -> int:
+    with stack.admin() as admin:
+        return sum(1 for job in admin.list_jobs(user=user) if job.cups_job_id == cups_job)
+
+
+def assert_spool_empty(stack: Stack) -> None:
+    spool = stack.root / "spool"
+    assert list((spool / "outbox").glob("*.json")) == []
+    assert list((spool / "docs").iterdir()) == []  # uploaded documents leave the spool
+
+
+def test_lp_held_and_registered_through_submitd_then_released(world_dir: Path) -> None:
+    with Stack(world_dir / "stack", submitd=True) as stack:
+        cups_job, uuid = print_and_hold(stack, world_dir, pages=2)
+        assert handled(stack, "filter", cups_job) == ["0"]
+        assert handled(stack, "backend", cups_job) == ["3"]
+        assert registered(stack, cups_job) == 1
+        assert_spool_empty(stack)
+        job = stack.wait_cloud_job("alice", cups_job)
+        assert (job.pages, job.queue) == (2, "PullPrint")
+        # The release re-runs filter and backend: submitd declines the backend's re-run, the
+        # backend completes the CUPS job itself, as without submitd.
+        out = stack.cli(
+            "release", uuid, "--printer", "printer1", "--user", "alice", "--pin", "1234"
+        )
+        assert out.returncode == 0, out.stderr
+        final = stack.wait_state(uuid, {JobState.COMPLETED, JobState.FAILED, JobState.CANCELED})
+        assert final.state is JobState.COMPLETED, final.state_reason
+        assert stack.cups is not None
+        stack.cups.wait_job(cups_job, {CupsJobState.COMPLETED})
+        assert f"CUPS job {cups_job} was held before" in submitd_log(stack)
+        with pikepdf.open(stack.printers[0].spool_files()[0]) as pdf:
+            assert len(pdf.pages) == 2
+
+
+def test_without_submitd_the_executables_run_the_job(fast: Stack, world_dir: Path) -> None:
+    assert fast.submitd is not None
+    fast.submitd.stop()  # SIGTERM: it finishes, removes its socket
+    assert not fast.submit_socket.exists()
+    cups_job, _ = print_and_hold(fast, world_dir)
+    assert handled(fast, "filter", cups_job) == handled(fast, "backend", cups_job) == []
+    assert registered(fast, cups_job) == 1
+    assert_spool_empty(fast)
+    fast.start_submitd()
+    again, _ = print_and_hold(fast, world_dir)
+    assert handled(fast, "backend", again) == ["3"]
+
+
+@pytest.mark.parametrize("step", FAULT_STEPS)
+def test_sigkill_of_submitd_mid_job_loses_nothing_duplicates_nothing(
+    fast: Stack, world_dir: Path, step: str
+) -> None:
+    assert fast.submitd is not None
+    fast.submitd.stop()
+    killed = fast.start_submitd({FAULT_ENV: step})
+    cups_job, _ = print_and_hold(fast, world_dir)
+    assert killed.proc is not None
+    assert killed.proc.wait(timeout=30) == -9, f"submitd was not killed at {step}"
+    assert "fault injection" in submitd_log(fast)
+    assert registered(fast, cups_job) == 1
+    assert_spool_empty(fast)
+    records = list((fast.root / "spool" / "jobs").glob("*.json"))
+    assert len(records) == 1, records  # one CUPS job, one record
+    job = fast.wait_cloud_job("alice", cups_job)
+    assert (job.state, job.pages) == (JobState.HELD, 3)
+
+
+def test_peer_with_another_uid_is_refused(fast: Stack) -> None:
+    probe = (
+        f"import sys; sys.path.insert(0, {PACKAGE_ROOT!r}); from pullprint.cups import handoff\n"
+        f"try:\n    handoff.connect({str(fast.submit_socket)!r})\n"
+        "except handoff.NotHandedOff as exc:\n    print(exc)\nelse:\n    print('accepted')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-IS", "-c", probe],
+        user="nobody",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "REFUSED uid 65534 may not hand off jobs" in out.stdout
+    assert re.search(r"refused a connection from pid \d+ \(uid 65534, ", submitd_log(fast))
+    # root (the backend's uid) is greeted
+    sock, limit = handoff.connect(str(fast.submit_socket))
+    sock.close()
+    assert limit == configmod.NodeConfig().max_document_bytes
+
+
+def _run_filter(stack: Stack, document: Path, options: str, socket: str) -> tuple[int, list[str]]:
+    assert stack.cups is not None
+    shell = stack.cups.root / "bin" / "filter" / "pullprint-finish"
+    out = subprocess.run(
+        [str(shell), "99", "alice", "t", "1", options, str(document)],
+        env={**os.environ, handoff.ENV_SOCKET: socket, "TMPDIR": str(stack.root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.returncode, [ln for ln in out.stderr.splitlines() if not ln.startswith("DEBUG")]
+
+
+@pytest.mark.parametrize(
+    ("document", "options", "words"),
+    [
+        (STUB_PDF, "", "unreadable pdf"),
+        (None, "number-up-layout=sideways", "number-up-layout must be one of"),
+    ],
+    ids=["malformed-pdf", "rejected-option"],
+)
+def test_refused_jobs_give_the_same_one_line_error(
+    fast: Stack, world_dir: Path, document: bytes | None, options: str, words: str
+) -> None:
+    assert fast.cups is not None
+    path = world_dir / "input.pdf"
+    if document is None:
+        make_pdf(path, 1)
+    else:
+        path.write_bytes(document)
+    handed = _run_filter(fast, path, options, str(fast.submit_socket))
+    alone = _run_filter(fast, path, options, "off")
+    assert handed == alone
+    code, lines = handed
+    assert code == 1
+    errors = [ln for ln in lines if ln.startswith("ERROR:")]
+    assert len(errors) == 1 and words in errors[0].lower(), lines
+    assert handled(fast, "filter", 99) == ["1"]
+    # through cupsd: the job is refused with that line, nothing is registered
+    opts = dict([options.split("=", 1)]) if options else None
+    cups_job = fast.cups.lp(path, user="alice", options=opts)
+    attrs = fast.cups.wait_job(cups_job, STOPPED, timeout=60)
+    assert words in str(attrs.get("job-printer-state-message", "")).lower(), attrs
+    assert handled(fast, "filter", cups_job) == ["1"]
+    assert registered(fast, cups_job) == 0
+
+
+def test_submitd_refuses_to_start_unless_it_owns_the_spool(world_dir: Path) -> None:
+    spool = world_dir / "spool"
+    spool.mkdir()
+    os.chown(spool, 7, 7)  # lp
+    cfg = world_dir / "pullprint.toml"
+    node = configmod.NodeConfig(spool_dir=spool, submit_socket=str(world_dir / "s.sock"))
+    cfg.write_text(configmod.dump(configmod.Config(node=node)))
+    out = subprocess.run(
+        [sys.executable, "-m", "pullprint", "--config", str(cfg), "submitd"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert f"node.spool_dir {spool} is owned by lp, submitd runs as root" in out.stderr
+    assert not (world_dir / "s.sock").exists()
