@@ -71,11 +71,11 @@ def _append(
     conn: Connection, node: str, kind: EventKind, job_uuid: str, payload: dict[str, Any]
 ) -> None:
     lock_nodes(conn, (node,))
-    conn.execute(
-        sa.insert(node_events).values(
-            node=node, kind=kind.value, job_uuid=job_uuid, payload=payload, created_at=time.time()
-        )
-    )
+    row = {"node": node, "kind": kind.value, "job_uuid": job_uuid, "payload": payload}
+    conn.execute(_INSERT, {**row, "created_at": time.time()})
+
+
+_INSERT = sa.insert(node_events)  # built once: every release adds an event
 
 
 def after(engine: Engine, node: str, cursor: int, limit: int = MAX_BATCH) -> list[NodeEvent]:

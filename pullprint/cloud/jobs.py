@@ -39,6 +39,7 @@ from pullprint.model import (
     JobState,
     JobSubmission,
     PlanStep,
+    Printer,
     ReleaseMode,
     StorageKind,
     Transaction,
@@ -149,11 +150,20 @@ def _select() -> sa.Select[Any]:
     )
 
 
+# The statements of the hot paths (a read by uuid, a release), built once: building one costs
+# more than running it (SQLAlchemy's construction and cache key; measured on bench.cloud).
+_BY_UUID = _select().where(jobs.c.uuid == sa.bindparam("b_uuid"))
+_PRINTER = sa.select(printers).where(printers.c.name == sa.bindparam("b_name"))
+_RELEASE = sa.update(jobs).where(
+    jobs.c.uuid == sa.bindparam("b_uuid"), jobs.c.state.in_(_RELEASABLE)
+)
+_TX_ACCOUNT = sa.update(transactions).where(transactions.c.job_uuid == sa.bindparam("b_uuid"))
+
+
 def _from_row(row: RowMapping) -> _Row:
     transaction: Transaction | None = None
     if row["tx_id"] is not None:
-        transaction = ledger.from_row({k[3:]: v for k, v in row.items() if k.startswith("tx_")})
-        transaction = replace(transaction, account=str(row["tx_account"] or ""))
+        transaction = ledger.from_row(row, "tx_", account=True)
     job = Job(
         uuid=row["uuid"],
         owner=row["owner"],
@@ -224,7 +234,7 @@ class JobBook:
     # -- reading ---------------------------------------------------------------------------
 
     def _load(self, conn: Connection, uuid: str) -> _Row:
-        row = conn.execute(_select().where(jobs.c.uuid == uuid)).mappings().first()
+        row = conn.execute(_BY_UUID, {"b_uuid": uuid}).mappings().first()
         if row is None:
             raise NotFound(404, f"no job {uuid}")
         return _from_row(row)
@@ -497,25 +507,27 @@ class JobBook:
         Who vouches for ``req.user``: the PIN (with the admin token, e.g. the command line), or
         the caller's session (a signed-in user; at a terminal only to the terminal's printer).
         An operator (or signed-in admin) releases any job without a PIN."""
-        row = self._read(uuid)
-        verified = False
-        if caller is not None and caller.user:
-            if caller.terminal and req.printer != caller.printer:
+        session = caller if caller is not None and caller.user else None
+        with self._engine.connect() as conn:  # one connection for what the release reads
+            row = self._load(conn, uuid)
+            if session is not None and session.terminal and req.printer != session.printer:
                 raise Forbidden(
-                    403, f"terminal {caller.terminal} releases only to printer {caller.printer}"
+                    403, f"terminal {session.terminal} releases only to printer {session.printer}"
                 )
-            if caller.is_staff and caller.user != row.job.owner:
-                note = f"released by {caller.role.value} {caller.user}"
-                return self._release(
-                    row, req.printer, req.options, note, f"{caller.role.value} {caller.user}", ""
-                )
-            req = replace(req, user=caller.user)
-            verified = True
+            printer = self._printer(conn, req.printer)
+            staff = session is not None and session.is_staff and session.user != row.job.owner
+            if session is not None and not staff:
+                req = replace(req, user=session.user)
+            delegated = None
+            if not staff and req.user != row.job.owner:
+                delegated = groups.account_for(conn, row.job.owner, req.user)
+        if staff and session is not None:
+            note = f"released by {session.role.value} {session.user}"
+            who = f"{session.role.value} {session.user}"
+            return self._release(row, printer, req.options, note, who, "")
         owner = row.job.owner
         account = req.account or ""
         if req.user != owner:
-            with self._engine.connect() as conn:
-                delegated = groups.account_for(conn, owner, req.user)
             if delegated is None:
                 raise Forbidden(403, f"job {uuid} belongs to {owner}")
             if req.account is not None and req.account != delegated:
@@ -523,31 +535,47 @@ class JobBook:
                     403, f"{owner} chose the account a delegate's release is charged to"
                 )
             account = delegated
-        if not verified and not self._users.verify(req.user, req.pin):
+        if session is None and not self._users.verify(req.user, req.pin):
             raise WrongSecret(403, f"wrong PIN for user {req.user}")
-        return self._release(row, req.printer, req.options, "", req.user, account)
+        return self._release(row, printer, req.options, "", req.user, account)
 
     def operator_release(self, caller: Principal, uuid: str, printer: str, operator: str) -> Job:
         """An operator released the job in CUPS (its web UI's "Release Job"): the job's origin
         node passes that on, with no PIN (CUPS authenticated the operator)."""
-        row = self._read(uuid)
+        with self._engine.connect() as conn:
+            row = self._load(conn, uuid)
+            found = self._printer(conn, printer)
         if caller.role is not Role.ADMIN and caller.node != row.job.origin:
             raise Forbidden(403, f"job {uuid} did not come from node {caller.node}")
         note = f"released by operator {operator} in CUPS"
-        return self._release(row, printer, {}, note, f"operator {operator}", "")
+        return self._release(row, found, {}, note, f"operator {operator}", "")
+
+    @staticmethod
+    def _printer(conn: Connection, name: str) -> Printer | str:
+        """The printer called ``name``, or its name when there is none (``_release`` refuses
+        it, after the job's own checks)."""
+        found = conn.execute(_PRINTER, {"b_name": name}).mappings().first()
+        return printer_rows.from_row(found) if found is not None else name
 
     def _release(
         self,
         row: _Row,
-        printer_name: str,
+        printer_name: str | Printer,
         options: dict[str, str],
         note: str,
         released_by: str = "",
         account: str = "",
     ) -> Job:
+        """The release itself, in one database transaction: the job's row (if it is still
+        releasable), its transaction's account, the accounting hold and the node's event; the
+        job is read back in it. ``printer_name`` may be the printer already read."""
         uuid = row.job.uuid
-        with self._engine.connect() as conn:
-            printer = printer_rows.get(conn, printer_name)
+        printer: Printer | None
+        if isinstance(printer_name, Printer):
+            printer = printer_name
+        else:
+            with self._engine.connect() as conn:
+                printer = printer_rows.get(conn, printer_name)
         if printer is None:
             raise NotFound(404, f"no printer {printer_name}")
         if row.job.state.value not in _RELEASABLE:
@@ -567,35 +595,35 @@ class JobBook:
             raise Conflict(
                 409, f"the document of job {uuid} has not arrived yet; try again in a moment"
             )
+        released: Job | None = None
         with self._engine.begin() as conn:
             done = conn.execute(
-                sa.update(jobs)
-                .where(jobs.c.uuid == uuid, jobs.c.state.in_(_RELEASABLE))
-                .values(
-                    state=JobState.RELEASED.value,
-                    state_reason=note,
-                    printer=printer.name,
-                    release_options=options,
-                    price_micro=ledger.price_to_micro(printer.price_per_page),
-                    released_by=released_by,
-                    account=account,
-                    finishing=None,  # the node of the printer makes the plan anew
-                    updated_at=self._clock(),
-                )
+                _RELEASE,
+                {
+                    "b_uuid": uuid,
+                    "state": JobState.RELEASED.value,
+                    "state_reason": note,
+                    "printer": printer.name,
+                    "release_options": options,
+                    "price_micro": ledger.price_to_micro(printer.price_per_page),
+                    "released_by": released_by,
+                    "account": account,
+                    "finishing": None,  # the node of the printer makes the plan anew
+                    "updated_at": self._clock(),
+                },
             )
             if done.rowcount == 1:
-                conn.execute(
-                    sa.update(transactions)
-                    .where(transactions.c.job_uuid == uuid)
-                    .values(account=account)
-                )
-                ledger.reserve(conn, row.job, printer, options)  # accounting: hold (or 402)
+                conn.execute(_TX_ACCOUNT, {"b_uuid": uuid, "account": account})
+                # accounting: hold (or 402); it reads the account choice from the job
+                ledger.reserve(conn, replace(row.job, account=account), printer, options)
                 events.append_released(conn, uuid, printer, options)
-        if done.rowcount != 1:
+                self._notifier.notify_at_commit(conn, printer.node)
+                released = self._load(conn, uuid).job
+        if released is None:
             raise Conflict(409, f"job is {self._read(uuid).job.state}, not held")
-        self._notifier.notify(printer.node)
+        self._notifier.notify_committed(printer.node)
         log.info("released job %s to printer %s (node %s)", uuid, printer.name, printer.node)
-        return self._read(uuid).job
+        return released
 
     def authenticate(
         self, printer_name: str, user: str, pin: str | None, fast: bool = False
@@ -641,7 +669,7 @@ class JobBook:
             if due:
                 note = f"released by {mode} authentication of {user} at printer {printer_name}"
                 try:
-                    released.append(self._release(row, printer_name, {}, note, user, ""))
+                    released.append(self._release(row, printer, {}, note, user, ""))
                     continue
                 except Conflict as exc:
                     log.info("job %s not released at authentication: %s", row.job.uuid, exc)

@@ -124,16 +124,18 @@ def release_hold(conn: Connection, job_uuid: str, now: float) -> None:
     usage.settle_failed(conn, job_uuid, now)
 
 
-def from_row(row: Mapping[Any, Any]) -> Transaction:
-    """The model of a ``transactions`` row."""
-    currency = str(row["currency"])
+def from_row(row: Mapping[Any, Any], prefix: str = "", *, account: bool = False) -> Transaction:
+    """The model of a ``transactions`` row (its columns named ``prefix`` + column in ``row``,
+    as in a join); with ``account`` the shared account charged too (else empty)."""
+    currency = str(row[prefix + "currency"])
     return Transaction(
-        id=int(row["id"]),
-        job_uuid=str(row["job_uuid"]),
-        user=str(row["user"]),
-        kind=str(row["kind"]),
-        amount=from_minor(int(row["amount_minor"]), currency),
+        id=int(row[prefix + "id"]),
+        job_uuid=str(row[prefix + "job_uuid"]),
+        user=str(row[prefix + "user"]),
+        kind=str(row[prefix + "kind"]),
+        amount=from_minor(int(row[prefix + "amount_minor"]), currency),
         currency=currency,
-        status=TransactionStatus(row["status"]),
-        pages=int(row["pages"]),
+        status=TransactionStatus(row[prefix + "status"]),
+        pages=int(row[prefix + "pages"]),
+        account=str(row[prefix + "account"] or "") if account else "",
     )

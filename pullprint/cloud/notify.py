@@ -20,7 +20,7 @@ from typing import Protocol
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,14 @@ class Notifier(Protocol):
 
     def notify(self, node: str) -> None:
         """Wake the node's waiters (after the commit). Callable from any thread."""
+
+    def notify_at_commit(self, conn: Connection, node: str) -> None:
+        """Inside ``conn``'s transaction, before it commits: have the other server processes
+        woken for ``node`` when (and only if) it commits. Call ``notify_committed`` after the
+        commit; the two together do what ``notify`` does, without a transaction of their own."""
+
+    def notify_committed(self, node: str) -> None:
+        """After a commit prepared with ``notify_at_commit``: wake this process's waiters."""
 
     async def wait(self, node: str, generation: int, timeout: float) -> bool:
         """Wait until the node's counter differs from ``generation``, or ``timeout`` seconds.
@@ -89,6 +97,12 @@ class LocalNotifier:
             self._generations[node] = self._generations.get(node, 0) + 1
         self._schedule()
 
+    def notify_at_commit(self, conn: Connection, node: str) -> None:
+        """Nothing to do in one process: ``notify_committed`` wakes every waiter."""
+
+    def notify_committed(self, node: str) -> None:
+        LocalNotifier.notify(self, node)
+
     def _schedule(self) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
@@ -128,6 +142,7 @@ class LocalNotifier:
 
 
 CHANNEL = "pullprint_events"
+_NOTIFY_SQL = sa.text("SELECT pg_notify(:channel, :node)")
 LISTEN_START_SECONDS = 10.0
 
 
@@ -175,12 +190,15 @@ class PgNotifier(LocalNotifier):
         super().notify(node)
         try:
             with self._engine.connect() as conn:
-                conn.execute(
-                    sa.text("SELECT pg_notify(:channel, :node)"), {"channel": CHANNEL, "node": node}
-                )
+                conn.execute(_NOTIFY_SQL, {"channel": CHANNEL, "node": node})
                 conn.commit()
         except SQLAlchemyError as exc:
             log.warning("NOTIFY for node %s failed (its long-polls wake on timeout): %s", node, exc)
+
+    def notify_at_commit(self, conn: Connection, node: str) -> None:
+        """``NOTIFY`` in the caller's transaction: PostgreSQL delivers it at the commit (and
+        drops it on a rollback), with no connection or round trip of its own."""
+        conn.execute(_NOTIFY_SQL, {"channel": CHANNEL, "node": node})
 
     def generation(self, node: str) -> int:
         with self._lock:

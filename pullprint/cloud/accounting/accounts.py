@@ -121,9 +121,28 @@ def ensure(conn: Connection, ref: AccountRef, currency: str) -> None:
         log.info("account %s was created meanwhile", ref)
 
 
+# Built once: ``get`` and ``post`` run in every release (building costs more than running).
+_BY_REF = sa.and_(
+    accounts.c.kind == sa.bindparam("b_kind"), accounts.c.name == sa.bindparam("b_name")
+)
+_GET = sa.select(accounts).where(_BY_REF)
+_POST = (
+    sa.update(accounts)
+    .where(_BY_REF)
+    .values(balance_minor=accounts.c.balance_minor + sa.bindparam("b_amount"))
+)
+_POST_ENFORCED = _POST.where(
+    sa.or_(
+        accounts.c.enforced == sa.false(),
+        accounts.c.balance_minor + sa.bindparam("b_amount") >= -accounts.c.overdraft_minor,
+    )
+)
+_JOURNAL = sa.insert(account_entries)
+
+
 def get(conn: Connection, ref: AccountRef) -> Account | None:
     """The account, or None."""
-    row = conn.execute(sa.select(accounts).where(_where(ref))).mappings().first()
+    row = conn.execute(_GET, {"b_kind": ref.kind, "b_name": ref.name}).mappings().first()
     if row is None:
         return None
     currency = str(row["currency"])
@@ -194,27 +213,24 @@ def post(
     """Add ``amount_minor`` (negative = debit) to the balance and journal it. With ``enforce``
     an enforced account refuses (returns False, changes nothing) if the balance would fall below
     ``-overdraft``. The account must exist (``ensure``)."""
-    new_balance = accounts.c.balance_minor + amount_minor
-    query = sa.update(accounts).where(_where(ref))
-    if enforce and amount_minor < 0:
-        query = query.where(
-            sa.or_(accounts.c.enforced == sa.false(), new_balance >= -accounts.c.overdraft_minor)
-        )
-    done = conn.execute(query.values(balance_minor=new_balance, updated_at=time.time()))
+    query = _POST_ENFORCED if enforce and amount_minor < 0 else _POST
+    params = {"b_kind": ref.kind, "b_name": ref.name, "b_amount": amount_minor}
+    done = conn.execute(query, {**params, "updated_at": time.time()})
     if done.rowcount != 1:
         return False
     if amount_minor or kind == "adjustment":
         conn.execute(
-            sa.insert(account_entries).values(
-                account_kind=ref.kind,
-                account_name=ref.name,
-                transaction_id=transaction_id,
-                job_uuid=job_uuid,
-                kind=kind,
-                amount_minor=amount_minor,
-                comment=comment[:255],
-                created_at=time.time(),
-            )
+            _JOURNAL,
+            {
+                "account_kind": ref.kind,
+                "account_name": ref.name,
+                "transaction_id": transaction_id,
+                "job_uuid": job_uuid,
+                "kind": kind,
+                "amount_minor": amount_minor,
+                "comment": comment[:255],
+                "created_at": time.time(),
+            },
         )
     return True
 

@@ -48,8 +48,6 @@ DOCUMENT_PREFIX = "pullprint-"
 # Release options that are accounting choices, not printer options: taken out before the node
 # sees them (its ticket refuses unknown options).
 ACCOUNT_OPTION = "account"
-# Names the cloud core may give the job's chosen account (delegation: own or shared account).
-_JOB_ACCOUNT_COLUMNS = ("charge_account", "account")
 
 PENDING_EXTERNAL = "Pending (external)"
 
@@ -68,13 +66,17 @@ class PrinterPricing:
     papercut: bool
 
 
+# Built once: these run in every release (building one costs more than running it).
+_PRICING = sa.select(accounting_printers).where(
+    accounting_printers.c.printer == sa.bindparam("b_printer")
+)
+_DETAILS = sa.select(usage_details).where(usage_details.c.job_uuid == sa.bindparam("b_uuid"))
+_ADD_DETAILS = sa.insert(usage_details)
+
+
 def load_pricing(conn: Connection, printer: str) -> PrinterPricing:
     """The printer's accounting settings; defaults when none were set. Changes nothing."""
-    row = (
-        conn.execute(sa.select(accounting_printers).where(accounting_printers.c.printer == printer))
-        .mappings()
-        .first()
-    )
+    row = conn.execute(_PRICING, {"b_printer": printer}).mappings().first()
     if row is None:
         return PrinterPricing(None, False)
     entries = tuple(
@@ -132,11 +134,7 @@ def _transaction(conn: Connection, job_uuid: str) -> Mapping[Any, Any]:
 
 
 def _details(conn: Connection, job_uuid: str) -> Mapping[Any, Any] | None:
-    return (
-        conn.execute(sa.select(usage_details).where(usage_details.c.job_uuid == job_uuid))
-        .mappings()
-        .first()
-    )
+    return conn.execute(_DETAILS, {"b_uuid": job_uuid}).mappings().first()
 
 
 def _job_row(conn: Connection, job_uuid: str) -> Mapping[Any, Any]:
@@ -146,17 +144,23 @@ def _job_row(conn: Connection, job_uuid: str) -> Mapping[Any, Any]:
     return row
 
 
-def _chosen_account(conn: Connection, job: Job, options: dict[str, str]) -> AccountRef:
-    """The account the release charges: the job's recorded choice (cloud core), else the
-    ``account`` release option (removed from ``options``), else the owner's personal account."""
+def _chosen_account(job: Job, options: dict[str, str]) -> AccountRef:
+    """The account the release charges: the job's recorded choice (``job.account``, as the
+    release being made sets it), else the ``account`` release option (removed from
+    ``options``), else the owner's personal account."""
     chosen = options.pop(ACCOUNT_OPTION, "")
-    row = _job_row(conn, job.uuid)
-    for column in _JOB_ACCOUNT_COLUMNS:
-        value = row.get(column)
-        if value:
-            chosen = str(value)
-            break
+    if job.account:
+        chosen = job.account
     return AccountRef.parse(chosen.strip(), job.owner)
+
+
+def _transaction_of(conn: Connection, job: Job) -> tuple[int, str]:
+    """The id and currency of the job's transaction: from ``job`` when it was read with it
+    (neither ever changes), else from the database."""
+    if job.transaction is not None:
+        return job.transaction.id, job.transaction.currency
+    tx = _transaction(conn, job.uuid)
+    return int(tx["id"]), str(tx["currency"])
 
 
 def _money(minor: int, currency: str) -> str:
@@ -188,17 +192,19 @@ def reserve(conn: Connection, job: Job, printer: Printer, options: dict[str, str
     """At release: price the job for ``printer``, check and hold the estimated cost on the
     chosen account, record the transaction's details. Raises InsufficientCredit (402) if an
     enforced account cannot cover it (the caller's transaction then rolls back). Removes the
-    ``account`` key from ``options``. A re-release (after a failure) replaces the old hold."""
-    tx = _transaction(conn, job.uuid)
-    currency = str(tx["currency"])
-    ref = _chosen_account(conn, job, options)
+    ``account`` key from ``options``. A re-release (after a failure) replaces the old hold.
+    ``job.account`` must be the account choice the release records (``jobs.account``)."""
+    tx_id, currency = _transaction_of(conn, job)
+    ref = _chosen_account(job, options)
+    account = accounts.get(conn, ref)
     if ref.kind == PERSONAL:
-        accounts.ensure(conn, ref, currency)
+        if account is None:
+            accounts.ensure(conn, ref, currency)
+            account = accounts.get(conn, ref)
     else:
-        shared = accounts.get(conn, ref)
-        if shared is None:
+        if account is None:
             raise NotFound(404, f"no shared account {ref.name}; an administrator creates it first")
-        if not accounts.may_charge(conn, shared, job.owner):
+        if not accounts.may_charge(conn, account, job.owner):
             raise Forbidden(
                 403,
                 f"{job.owner} may not charge shared account {ref.name}: an administrator adds "
@@ -223,7 +229,7 @@ def reserve(conn: Connection, job: Job, printer: Printer, options: dict[str, str
     if old is not None:
         _give_back_hold(conn, old, "released again")
         conn.execute(sa.delete(usage_details).where(usage_details.c.job_uuid == job.uuid))
-    account = accounts.get(conn, ref)
+        account = accounts.get(conn, ref)  # its balance with the old hold given back
     assert account is not None
     if account.quota_pages is not None:
         used = accounts.month_pages(conn, ref, now)
@@ -238,7 +244,7 @@ def reserve(conn: Connection, job: Job, printer: Printer, options: dict[str, str
         "hold",
         -estimate,
         f"hold for job {job.uuid} on {printer.name}",
-        transaction_id=int(tx["id"]),
+        transaction_id=tx_id,
         job_uuid=job.uuid,
         enforce=True,
     ):
@@ -249,37 +255,38 @@ def reserve(conn: Connection, job: Job, printer: Printer, options: dict[str, str
             f"{currency}; top up the account or choose another account"
         )
     conn.execute(
-        sa.insert(usage_details).values(
-            transaction_id=int(tx["id"]),
-            job_uuid=job.uuid,
-            account_kind=ref.kind,
-            account_name=ref.name,
-            printer=printer.name,
-            color=attrs.color,
-            sides=attrs.sides,
-            media=attrs.media,
-            copies=attrs.copies,
-            unit=unit,
-            unit_price_micro=price_micro,
-            price_source=source,
-            expected_impressions=expected.impressions,
-            expected_sheets=expected.sheets,
-            printer_impressions=None,
-            printer_sheets=None,
-            snmp_delta=None,
-            counted=None,
-            count_source="document",
-            mismatch=False,
-            mismatch_reason="",
-            estimate_minor=estimate,
-            held_minor=estimate,
-            papercut=pricing.papercut,
-            papercut_document=document_name(job.uuid) if pricing.papercut else None,
-            external_status="released",
-            papercut_adjusted=False,
-            released_at=now,
-            settled_at=None,
-        )
+        _ADD_DETAILS,
+        {
+            "transaction_id": tx_id,
+            "job_uuid": job.uuid,
+            "account_kind": ref.kind,
+            "account_name": ref.name,
+            "printer": printer.name,
+            "color": attrs.color,
+            "sides": attrs.sides,
+            "media": attrs.media,
+            "copies": attrs.copies,
+            "unit": unit,
+            "unit_price_micro": price_micro,
+            "price_source": source,
+            "expected_impressions": expected.impressions,
+            "expected_sheets": expected.sheets,
+            "printer_impressions": None,
+            "printer_sheets": None,
+            "snmp_delta": None,
+            "counted": None,
+            "count_source": "document",
+            "mismatch": False,
+            "mismatch_reason": "",
+            "estimate_minor": estimate,
+            "held_minor": estimate,
+            "papercut": pricing.papercut,
+            "papercut_document": document_name(job.uuid) if pricing.papercut else None,
+            "external_status": "released",
+            "papercut_adjusted": False,
+            "released_at": now,
+            "settled_at": None,
+        },
     )
     log.info("job %s: held %s on %s", job.uuid, _money(estimate, currency), ref)
 
