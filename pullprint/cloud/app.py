@@ -32,6 +32,7 @@ from pullprint.cloud.context import (
     admin_or_terminal,
     anyone,
     cloud_of,
+    json_answer,
     node,
     person,
     read_json,
@@ -425,7 +426,7 @@ async def upload(uuid: str, request: Request, caller: Principal = Depends(node))
         ),
     ),
 )
-async def list_jobs(request: Request, caller: Principal = Depends(person)) -> dict[str, Any]:
+async def list_jobs(request: Request, caller: Principal = Depends(person)) -> Response:
     """Jobs, newest first. Admins and operators see every job (``user`` filters by owner); a
     signed-in user sees their own and those delegated to them."""
     user_q = request.query_params.get("user")
@@ -439,15 +440,13 @@ async def list_jobs(request: Request, caller: Principal = Depends(person)) -> di
         if user is not None and user != caller.user:
             raise Forbidden(403, f"{caller.describe()} may list only their own jobs")
         found = await run_in_threadpool(jobs.list_for, caller.user, state)
-    return {"jobs": [j.to_json() for j in found]}
+    return json_answer({"jobs": [j.to_json() for j in found]})
 
 
 @router.get("/jobs/{uuid}", responses=schemas.answers(schemas.JobOut))
-async def get_job(
-    uuid: str, request: Request, caller: Principal = Depends(anyone)
-) -> dict[str, Any]:
+async def get_job(uuid: str, request: Request, caller: Principal = Depends(anyone)) -> Response:
     job = await run_in_threadpool(cloud_of(request).jobs.get, caller, validate.job_uuid(uuid))
-    return job.to_json()
+    return json_answer(job.to_json())
 
 
 @router.post(
@@ -455,9 +454,7 @@ async def get_job(
     openapi_extra=schemas.request_body(schemas.ReleaseIn),
     responses=schemas.answers(schemas.JobOut),
 )
-async def release(
-    uuid: str, request: Request, caller: Principal = Depends(person)
-) -> dict[str, Any]:
+async def release(uuid: str, request: Request, caller: Principal = Depends(person)) -> Response:
     """With the admin token: ``user`` and ``pin`` say who releases. Signed in: the session
     does (no PIN; at a terminal only to its printer); operators release any held job."""
     uuid = validate.job_uuid(uuid)
@@ -465,11 +462,11 @@ async def release(
     cloud = cloud_of(request)
     if caller.user:
         job = await run_in_threadpool(cloud.jobs.release, uuid, req, caller)
-        return job.to_json()
+        return json_answer(job.to_json())
     check_lockout(cloud.lockout, req.user)
     with counted(cloud.lockout, req.user):
         job = await run_in_threadpool(cloud.jobs.release, uuid, req)
-    return job.to_json()
+    return json_answer(job.to_json())
 
 
 @router.post(
@@ -479,7 +476,7 @@ async def release(
 )
 async def operator_release(
     uuid: str, request: Request, caller: Principal = Depends(admin_or_node)
-) -> dict[str, Any]:
+) -> Response:
     uuid = validate.job_uuid(uuid)
     obj = validate.body_object(await read_json(request))
     printer = validate.name(obj.get("printer"), "printer")
@@ -487,7 +484,7 @@ async def operator_release(
     job = await run_in_threadpool(
         cloud_of(request).jobs.operator_release, caller, uuid, printer, operator
     )
-    return job.to_json()
+    return json_answer(job.to_json())
 
 
 @router.post(

@@ -73,6 +73,14 @@ class TokenAuth:
         self._nodes = [(name, token.encode()) for name, token in node_tokens.items() if token]
         self._resolvers = dict(resolvers or {})  # token prefix -> resolver
 
+    def looks_up(self, authorization: str | None) -> bool:
+        """True if the header's token is one a resolver looks up (a session or a terminal),
+        False for a configured token or a malformed header (checked in memory). Changes
+        nothing."""
+        _, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        return any(token.startswith(prefix) for prefix in self._resolvers)
+
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal for an ``Authorization`` header value; raises Unauthorized (401)."""
         if not authorization:

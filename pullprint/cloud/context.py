@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 
 from pullprint.cloud.auth import Principal, Role, TokenAuth, require
 from pullprint.cloud.documents import Documents
@@ -56,28 +58,36 @@ def cloud_of(request: Request) -> Cloud:
     return cloud
 
 
-def principal(request: Request) -> Principal:
-    return cloud_of(request).auth.authenticate(request.headers.get("authorization"))
+async def principal(request: Request) -> Principal:
+    """Who calls. A configured token (admin, node) is checked on the event loop; a session or
+    terminal token, which is looked up in the database, in a worker thread. (The role checks
+    below are async too: FastAPI runs a sync dependency in a worker thread, a hop per
+    dependency and request.)"""
+    auth = cloud_of(request).auth
+    header = request.headers.get("authorization")
+    if auth.looks_up(header):
+        return await run_in_threadpool(auth.authenticate, header)
+    return auth.authenticate(header)
 
 
-def admin(principal: Principal = Depends(principal)) -> Principal:
+async def admin(principal: Principal = Depends(principal)) -> Principal:
     return require(principal, Role.ADMIN)
 
 
-def node(principal: Principal = Depends(principal)) -> Principal:
+async def node(principal: Principal = Depends(principal)) -> Principal:
     return require(principal, Role.NODE)
 
 
-def admin_or_node(principal: Principal = Depends(principal)) -> Principal:
+async def admin_or_node(principal: Principal = Depends(principal)) -> Principal:
     return require(principal, Role.ADMIN, Role.NODE)
 
 
-def person(principal: Principal = Depends(principal)) -> Principal:
+async def person(principal: Principal = Depends(principal)) -> Principal:
     """The admin token or a signed-in user of any role."""
     return require(principal, Role.ADMIN, Role.OPERATOR, Role.USER)
 
 
-def anyone(principal: Principal = Depends(principal)) -> Principal:
+async def anyone(principal: Principal = Depends(principal)) -> Principal:
     """Any authenticated caller (each handler or JobBook checks what it may see)."""
     return principal
 
@@ -87,6 +97,13 @@ def self_or_admin(principal: Principal, owner: str) -> None:
     if principal.role is Role.ADMIN or (principal.user and principal.user == owner):
         return
     raise Forbidden(403, f"{principal.describe()} may not change the settings of {owner}")
+
+
+def json_answer(content: dict[str, Any], status: int = 200) -> JSONResponse:
+    """A JSON answer of ``content`` that is JSON already (a model's ``to_json``): sent as it is.
+    (A handler that returns a dict has FastAPI walk it with ``jsonable_encoder`` first, which
+    took as long as building the 100 jobs of a listing.)"""
+    return JSONResponse(content, status_code=status)
 
 
 async def read_json(request: Request) -> Any:
@@ -99,5 +116,5 @@ async def read_json(request: Request) -> Any:
         raise InvalidRequest(400, f"the request body is not valid JSON: {exc}") from exc
 
 
-def admin_or_terminal(principal: Principal = Depends(principal)) -> Principal:
+async def admin_or_terminal(principal: Principal = Depends(principal)) -> Principal:
     return require(principal, Role.ADMIN, Role.TERMINAL)
