@@ -108,7 +108,7 @@ jobs = sa.Table(
     "jobs",
     metadata,
     sa.Column("uuid", sa.String(36), primary_key=True),
-    sa.Column("owner", sa.String(64), nullable=False, index=True),
+    sa.Column("owner", sa.String(64), nullable=False),
     sa.Column("title", sa.String(1024), nullable=False),
     sa.Column("copies", sa.Integer, nullable=False),
     sa.Column("options", sa.JSON, nullable=False),
@@ -136,6 +136,8 @@ jobs = sa.Table(
     sa.Column("storage", sa.String(16), nullable=False, server_default="cloud"),
     sa.Column("released_by", sa.String(128), nullable=False, server_default=""),
     sa.Column("account", sa.String(127), nullable=False, server_default=""),
+    # 0009: a user's queue (by owner, and by owner and state, newest last)
+    sa.Index("ix_jobs_owner_state_created", "owner", "state", "created_at"),
 )
 
 transactions = sa.Table(
