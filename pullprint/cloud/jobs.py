@@ -521,6 +521,7 @@ class JobBook:
             delegated = None
             if not staff and req.user != row.job.owner:
                 delegated = groups.account_for(conn, row.job.owner, req.user)
+            pin_hash = self._users.pin_hash(conn, req.user) if session is None else None
         if staff and session is not None:
             note = f"released by {session.role.value} {session.user}"
             who = f"{session.role.value} {session.user}"
@@ -535,7 +536,7 @@ class JobBook:
                     403, f"{owner} chose the account a delegate's release is charged to"
                 )
             account = delegated
-        if session is None and not self._users.verify(req.user, req.pin):
+        if session is None and not self._users.verify_hash(pin_hash, req.pin):
             raise WrongSecret(403, f"wrong PIN for user {req.user}")
         return self._release(row, printer, req.options, "", req.user, account)
 

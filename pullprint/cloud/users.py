@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from pullprint.cloud.db import group_members, user_aliases, user_cards, users
@@ -320,12 +320,29 @@ class UserDirectory:
         """True if ``password`` is the password of the enabled user ``name``. Changes nothing."""
         return self._check(name, "password_hash", password)
 
+    def pin_hash(self, conn: Connection, name: str) -> str | None:
+        """The PIN hash of the enabled user ``name`` (None: no such user, disabled, or no PIN),
+        read in ``conn``: for ``verify_hash`` once the connection is given back (the hash
+        takes milliseconds; no connection waits for it). Changes nothing."""
+        return self._stored(conn, name, "pin_hash")
+
+    def verify_hash(self, stored: str | None, pin: str) -> bool:
+        """True if ``pin`` matches ``stored`` (from ``pin_hash``); None costs the same time."""
+        return self._matches("pin_hash", stored, pin)
+
+    @staticmethod
+    def _stored(conn: Connection, name: str, column: str) -> str | None:
+        row = conn.execute(
+            sa.select(users.c[column], users.c.disabled).where(users.c.name == name)
+        ).first()
+        return row[0] if row is not None and not row.disabled else None
+
     def _check(self, name: str, column: str, secret: str) -> bool:
         with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(users.c[column], users.c.disabled).where(users.c.name == name)
-            ).first()
-        stored = row[0] if row is not None and not row.disabled else None
+            stored = self._stored(conn, name, column)
+        return self._matches(column, stored, secret)
+
+    def _matches(self, column: str, stored: str | None, secret: str) -> bool:
         try:
             ok = bool(self._hashers[column].verify(stored or self._dummy[column], secret))
         except (VerificationError, InvalidHashError):
