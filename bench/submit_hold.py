@@ -1,10 +1,12 @@
 """Submit to held: ``lp`` of a 1 MB PDF until the job is held (and, for pullprint, registered
-with the cloud), through our filter and backend, against the same cupsd with a queue whose
-backend only reads the job and exits 3 (plain CUPS holding a job). Prints one JSON line:
-p50/p99 of both and the ratio of the p50s."""
+with the cloud), through our filter and backend handing off to ``pullprint submitd``, against the
+same cupsd with a queue whose backend only reads the job and exits 3 (plain CUPS holding a job).
+Both are watched every 3 ms (POLL). Prints one JSON line: p50/p99 of both and the ratio of the
+p50s; ``--no-submitd`` measures the filter and backend running each job in-process."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -16,6 +18,7 @@ from pullprint.cups.jobs import CupsJobState
 from pullprint.peers.documents import make_pdf
 from pullprint.peers.stack import Stack
 
+POLL = 0.003  # seconds between two looks at the job, for both queues
 HOLD_ONLY = "#!/bin/sh\n# reads the job and holds it, nothing else\ncat > /dev/null\nexit 3\n"
 
 
@@ -25,20 +28,21 @@ def timed_jobs(stack: Stack, doc: Path, queue: str, n: int, registered: bool) ->
     for _ in range(n):
         start = time.perf_counter()
         job = stack.cups.lp(doc, user="alice", queue=queue)
-        stack.cups.wait_job(job, {CupsJobState.HELD}, timeout=60)
+        stack.cups.wait_job(job, {CupsJobState.HELD}, timeout=60, poll=POLL)
         if registered:
-            stack.wait_cloud_job("alice", job)
+            stack.wait_cloud_job("alice", job, poll=POLL)
         times.append((time.perf_counter() - start) * 1000)
     return times
 
 
-def run(n: int = 30) -> dict[str, object]:
+def run(n: int = 30, submitd: bool = True) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="pullprint-bench-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
         doc = make_pdf(root / "1mb.pdf", 10, image_kb=100)
         size = doc.stat().st_size
-        with Stack(root / "stack", users={"alice": "1234"}, start_node=False) as stack:
+        users = {"alice": "1234"}
+        with Stack(root / "stack", users=users, start_node=False, submitd=submitd) as stack:
             assert stack.cups is not None
             sink = stack.cups.root / "bin" / "backend" / "holdonly"
             sink.write_text(HOLD_ONLY)
@@ -48,6 +52,7 @@ def run(n: int = 30) -> dict[str, object]:
             plain = timed_jobs(stack, doc, "Plain", n, registered=False)
     return {
         "bench": "submit_hold",
+        "submitd": submitd,
         "n": n,
         "document_bytes": size,
         "ours_p50_ms": round(statistics.median(ours), 1),
@@ -58,8 +63,12 @@ def run(n: int = 30) -> dict[str, object]:
     }
 
 
-def main() -> int:
-    emit(run())
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", type=int, default=30, help="jobs per queue")
+    parser.add_argument("--no-submitd", action="store_true", help="filter and backend in-process")
+    args = parser.parse_args(argv)
+    emit(run(args.n, submitd=not args.no_submitd))
     return 0
 
 

@@ -1,5 +1,6 @@
 """Throughput: 1,000 jobs sent with ``lp`` as fast as possible into the private cupsd whose
-PullPrint queue runs our filter and backend; jobs per second until every job is held in CUPS and
+PullPrint queue runs our filter and backend (handing off to ``pullprint submitd``; ``--no-submitd``:
+each job in-process); jobs per second until every job is held in CUPS and
 registered with the cloud, and how many were lost (never held or never registered).
 
 Side by side in the same run, the same cupsd with a queue whose backend only reads the job and
@@ -23,6 +24,7 @@ from pullprint.peers.documents import make_pdf
 from pullprint.peers.stack import Stack
 
 PAGE = 200
+POLL = 0.05  # seconds between two counts (each lists every job: finer costs the run itself)
 HELD = frozenset({CupsJobState.HELD})
 WAITING = frozenset({CupsJobState.PENDING, CupsJobState.PROCESSING})
 
@@ -83,7 +85,7 @@ def flood(
         known = registered_ids(stack, user) & wanted if registered else held
         if len(held) == n and len(known) == n:
             break
-        time.sleep(0.2)
+        time.sleep(POLL)
     elapsed = time.perf_counter() - start
     done = held & known
     # Not done yet is not lost: jobs still queued or being filtered at the timeout are counted
@@ -104,20 +106,21 @@ def flood(
     }
 
 
-def run(n: int, clients: int, timeout: float) -> list[dict[str, object]]:
+def run(n: int, clients: int, timeout: float, submitd: bool = True) -> list[dict[str, object]]:
     """Both queues in one stack (no node: nothing is released)."""
     with tempfile.TemporaryDirectory(prefix="pullprint-bench-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
         doc = make_pdf(root / "doc.pdf", 3)
         users = {"alice": "1234", "bob": "5678"}
-        with Stack(root / "stack", users=users, start_node=False) as stack:
+        with Stack(root / "stack", users=users, start_node=False, submitd=submitd) as stack:
             assert stack.cups is not None
             sink = stack.cups.root / "bin" / "backend" / "holdonly"
             sink.write_text(HOLD_ONLY)
             sink.chmod(0o755)
             stack.cups.run("lpadmin", "-p", "Plain", "-v", "holdonly:/", "-E")
             ours = flood(stack, doc, "PullPrint", "alice", n, clients, True, timeout)
+            ours["submitd"] = submitd
             plain = flood(stack, doc, "Plain", "bob", n, clients, False, timeout)
     return [ours, plain]
 
@@ -127,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=1000, help="jobs per queue")
     parser.add_argument("--clients", type=int, default=8, help="concurrent lp processes")
     parser.add_argument("--timeout", type=float, default=480.0, help="seconds per queue at most")
+    parser.add_argument("--no-submitd", action="store_true", help="filter and backend in-process")
     args = parser.parse_args(argv)
-    for figure in run(args.n, args.clients, args.timeout):
+    for figure in run(args.n, args.clients, args.timeout, submitd=not args.no_submitd):
         emit(figure)
     return 0
 
