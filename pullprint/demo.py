@@ -28,7 +28,7 @@ def step(text: str) -> None:
 
 def run(root: Path) -> str:
     step("starting cupsd (queue PullPrint), ippeveprinter, the cloud service and the node")
-    with Stack(root, users={"alice": "1234"}) as stack:
+    with Stack(root, users={"alice": "1234"}, submitd=True) as stack:
         cups = stack.cups
         assert cups is not None
         printer = stack.printers[0]
