@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -104,7 +105,7 @@ def create_app(
     The retention sweep runs every ``retention_sweep_seconds`` while serving. ``clock`` is
     the time source of expiries and URLs (injected by tests)."""
     storage = check_config(config)
-    engine = db.make_engine(config.database_url)
+    engine = db.make_engine(config.database_url, background_checkpoints=True)
     db.upgrade(engine)
     documents = Documents.from_config(engine, config, clock)
     if notifier is None:
@@ -167,15 +168,19 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await running_notifier.start()
-        sweeper = asyncio.get_running_loop().create_task(_sweep_forever(cloud))
+        loop = asyncio.get_running_loop()
+        background = [loop.create_task(_sweep_forever(cloud))]
+        if engine.dialect.name == "sqlite":
+            background.append(loop.create_task(_checkpoint_forever(engine)))
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await running_notifier.stop()
-            engine.dispose()
+            engine.dispose()  # the last SQLite connection to close checkpoints the WAL
 
     app = FastAPI(
         title="pullprint cloud",
@@ -249,6 +254,20 @@ async def _sweep_forever(cloud: Cloud) -> None:
         except Exception:  # keep sweeping: the next pass retries
             log.exception("the retention sweep failed")
         await asyncio.sleep(cloud.config.retention_sweep_seconds)
+
+
+CHECKPOINT_SECONDS = 1.0
+
+
+async def _checkpoint_forever(engine: Engine) -> None:
+    """Checkpoint the SQLite WAL every ``CHECKPOINT_SECONDS`` in a worker thread (the server's
+    connections do not, see ``db.make_engine``); a failure is logged and tried again."""
+    while True:
+        try:
+            await run_in_threadpool(db.checkpoint, engine)
+        except Exception:  # keep checkpointing: the next pass retries
+            log.exception("the SQLite WAL checkpoint failed")
+        await asyncio.sleep(CHECKPOINT_SECONDS)
 
 
 def _is_upload(method: str, path: str) -> bool:
