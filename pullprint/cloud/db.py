@@ -263,14 +263,24 @@ def make_engine(database_url: str, *, background_checkpoints: bool = False) -> E
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def checkpoint(engine: Engine) -> None:
+# Past this many frames (16 MiB of 4 KiB pages) a checkpoint also restarts the WAL: under
+# writes without a pause, a passive checkpoint never catches up and the WAL would only grow.
+WAL_RESTART_FRAMES = 4000
+
+
+def checkpoint(engine: Engine) -> int:
     """Copy the SQLite WAL's committed pages into the database file (``PRAGMA
-    wal_checkpoint(PASSIVE)``: it waits for no reader or writer); nothing on other databases.
-    Idempotent; changes no data."""
+    wal_checkpoint(PASSIVE)``: it waits for no reader or writer); if the WAL has grown past
+    ``WAL_RESTART_FRAMES``, a ``RESTART`` checkpoint (it waits for the writer of the moment,
+    then has the next one write the WAL from its start). Nothing on other databases.
+    Idempotent; changes no data. Returns the frames the WAL held."""
     if engine.dialect.name != "sqlite":
-        return
+        return 0
     with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        _busy, frames, _done = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        if frames > WAL_RESTART_FRAMES:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)")
+    return int(frames)
 
 
 def _sqlite_no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
