@@ -244,12 +244,13 @@ settings = sa.Table(
 def make_engine(database_url: str, *, background_checkpoints: bool = False) -> Engine:
     """Create the engine for ``database_url``; for a SQLite file, create its folder first.
 
-    SQLite connections get a busy timeout and WAL journaling (connection settings only; the SQL
-    sent is portable). With ``background_checkpoints`` its connections never checkpoint the WAL
-    themselves (SQLite's default has the commit that fills 1,000 pages copy them into the
-    database file and sync it, so one request in about a hundred waited for that): the owner
-    calls ``checkpoint`` every second or so instead (the cloud server, from a worker thread).
-    Commits are synced to the WAL as before, so nothing committed is less durable.
+    SQLite connections get a busy timeout, WAL journaling and memory-mapped reads (connection
+    settings only; the SQL sent is portable). With ``background_checkpoints`` its connections
+    never checkpoint the WAL themselves (SQLite's default has the commit that fills 1,000 pages
+    copy them into the database file and sync it, so one request in about a hundred waited for
+    that): the owner calls ``checkpoint`` every second or so instead (the cloud server, from a
+    worker thread). Commits are synced to the WAL as before, so nothing committed is less
+    durable.
     """
     url = sa.make_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -288,6 +289,9 @@ def _sqlite_no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
+SQLITE_MMAP_BYTES = 1 << 30  # address space only: pages are mapped as they are read
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     if not isinstance(dbapi_connection, sqlite3.Connection):
         return
@@ -296,6 +300,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Read pages through a memory map instead of a read() call each (writes are unchanged):
+        # 100 jobs of one user lie on about 300 pages apart from each other; listing them took
+        # 6.2 ms of SQL with reads, 4.0 ms mapped (1,000,000 jobs, bench.cloud's database).
+        cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
     finally:
         cursor.close()
 
