@@ -146,6 +146,7 @@ check_stat /var/spool/pullprint "700 pullprint:pullprint"
 check_stat /var/lib/pullprint "750 pullprint:pullprint"
 check_stat /lib/systemd/system/pullprint-node.service "644 root:root"
 check_stat /lib/systemd/system/pullprint-server.service "644 root:root"
+check_stat /lib/systemd/system/pullprint-submitd.service "644 root:root"
 in_root id -nG pullprint | tr ' ' '\n' | grep -qx lpadmin || fail "pullprint is not in lpadmin"
 echo "  ok user pullprint: $(in_root id pullprint)"
 in_root dpkg-query -W -f='${Conffiles}\n' pullprint | grep -q /etc/pullprint/pullprint.toml \
@@ -319,6 +320,19 @@ SH
   run_unit pullprint-node.service "$WORK/node.log"
   NODE_PID=${PIDS[-1]}
   log "pullprint node (as pullprint, groups lpadmin)"
+  # submitd as its unit says; /run/pullprint is its RuntimeDirectory (0755, its user's).
+  install -d -m 0755 -o "$(in_root id -u pullprint)" -g "$(in_root id -g pullprint)" "$ROOT/run/pullprint"
+  run_unit pullprint-submitd.service "$WORK/submitd.log"
+  SUBMITD_PID=${PIDS[-1]}
+  for _ in $(seq 100); do [ -S "$ROOT/run/pullprint/submit.sock" ] && break; sleep 0.1; done
+  [ -S "$ROOT/run/pullprint/submit.sock" ] || { cat "$WORK/submitd.log" >&2; fail "pullprint submitd made no socket"; }
+  log "pullprint submitd (as pullprint): $(in_root stat -c '%a %U' /run/pullprint/submit.sock) /run/pullprint/submit.sock"
+  in_root setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/lib/pullprint/venv/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect("/run/pullprint/submit.sock"); s.settimeout(10)
+print(s.recv(200).decode(errors="replace").strip())' > "$WORK/nobody.txt" 2>&1 || true
+  grep -q REFUSED "$WORK/nobody.txt" || { cat "$WORK/nobody.txt" >&2; fail "submitd did not refuse user nobody"; }
+  echo "  ok submitd refuses user nobody: $(head -c 120 "$WORK/nobody.txt")"
   run_doctor 1
   grep -q "cupsd version: $(in_root dpkg-query -W -f='${Version}' cups-daemon)" "$WORK/doctor.txt" \
     || fail "pullprint doctor does not name cupsd's version"
@@ -399,6 +413,11 @@ PY
     pages=$(qpdf --show-npages "$printed")
     [ "$pages" -eq 3 ] || fail "the printer received $pages pages, expected 3"
     cycle_result="$cycle_result printer_pages=$pages"
+    # The job went through submitd: the filter's and the backend's first run, handed off.
+    grep -qE "filter job [0-9]+ of pid [0-9]+: exit 0" "$WORK/submitd.log" \
+      && grep -qE "backend job [0-9]+ of pid [0-9]+: exit 3" "$WORK/submitd.log" \
+      || { cat "$WORK/submitd.log" >&2; fail "the job did not go through pullprint submitd"; }
+    cycle_result="$cycle_result submitd=yes"
   else
     echo "--- server.log" >&2; tail -20 "$WORK/server.log" >&2
     echo "--- node.log" >&2; tail -20 "$WORK/node.log" >&2
@@ -426,6 +445,7 @@ left=()
 for f in /usr/lib/cups/backend/pullprint /usr/lib/cups/filter/pullprint-finish /usr/bin/pullprint \
   /usr/lib/pullprint /usr/share/ppd/pullprint /etc/pullprint /var/spool/pullprint /var/lib/pullprint \
   /lib/systemd/system/pullprint-node.service /lib/systemd/system/pullprint-server.service \
+  /lib/systemd/system/pullprint-submitd.service \
   /usr/lib/sysusers.d/pullprint.conf /usr/lib/tmpfiles.d/pullprint.conf /etc/cups/ppd/PullPrint.ppd \
   /usr/share/man/man1/pullprint.1.gz /usr/share/doc/pullprint; do
   [ ! -e "$ROOT$f" ] || left+=("$f")
