@@ -133,6 +133,30 @@ def test_peer_with_another_uid_is_refused(fast: Stack) -> None:
     sock.close()
     assert limit == configmod.NodeConfig().max_document_bytes
 
+    # lp (the filters' uid) is greeted, but may not hand off a backend run: it names the job's
+    # owner, and only cupsd (root) runs backends.
+    forge = (
+        f"import os, sys; sys.path.insert(0, {PACKAGE_ROOT!r})\n"
+        "from pullprint.cups import handoff\n"
+        f"sock, _ = handoff.connect({str(fast.submit_socket)!r})\n"
+        "fd = os.open('/dev/null', os.O_RDONLY)\n"
+        "argv = ['pullprint', '7', 'victim', 'forged', '1', '']\n"
+        "request = handoff.encode_request('backend', handoff.config_path(), argv, {})\n"
+        "try:\n    handoff.submit(sock, request, [fd])\n"
+        "except handoff.NotHandedOff as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-IS", "-c", forge],
+        user="lp",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "DECLINED a backend run is handed off by root only, not uid" in out.stdout, out.stdout
+    refused = r"refused a backend request from pid \d+ \(uid \d+\): not root"
+    assert re.search(refused, submitd_log(fast))
+
 
 def _run_filter(stack: Stack, document: Path, options: str, socket: str) -> tuple[int, list[str]]:
     assert stack.cups is not None

@@ -265,6 +265,11 @@ class Submitd:
             started = time.monotonic()
             if op == "filter":
                 code = self._filter(conn, argv, fds)
+            elif op == "backend" and uid != 0:
+                # cupsd runs the backend (0700) as root only; lp runs filters. A backend run names
+                # the job's owner, so a process of lp (another queue's filter) must not forge one.
+                log.warning("refused a backend request from pid %d (uid %d): not root", pid, uid)
+                raise Declined(f"a backend run is handed off by root only, not uid {uid}")
             elif op == "backend":
                 code = self._backend(conn, config, argv, env, fds)
             else:
