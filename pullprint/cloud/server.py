@@ -9,8 +9,6 @@ at once so shutdown takes milliseconds, not ``long_poll_seconds``.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 from collections.abc import Callable
 from types import FrameType
@@ -23,25 +21,6 @@ from pullprint.config import CloudConfig, DirectoryConfig, OidcConfig
 log = logging.getLogger(__name__)
 
 GRACEFUL_SECONDS = 5
-M_MMAP_THRESHOLD = -3  # mallopt(3)
-BIG_BUFFER = 1 << 20
-
-
-def return_big_buffers(threshold: int = BIG_BUFFER) -> bool:
-    """Make glibc's malloc serve every allocation of ``threshold`` bytes or more with its own
-    mmap, so that it goes back to the system when freed. Changes the whole process; idempotent.
-
-    Without it glibc raises its mmap threshold after the first large free (up to 32 MiB), and
-    the 8 MiB (PIN) and 19 MiB (password) argon2 buffers of concurrent checks stay behind in
-    per-thread arenas: a server grew by about 190 MB in a soak of concurrent releases, and 40
-    threads checking PINs grow a process by ~300 MB (tests/test_server_memory.py). Returns
-    False where malloc is not glibc's (nothing changed).
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
-    except (OSError, AttributeError):
-        return False
 
 
 class _Server(uvicorn.Server):
@@ -65,8 +44,6 @@ def run(
 
     Opens the database and applies its migrations first (see ``create_app``).
     """
-    if not return_big_buffers():
-        log.info("malloc is not glibc's: argon2 buffers may stay in its arenas after use")
     app = create_app(config, directory=directory, oidc=oidc)
     cloud = app.state.cloud
     assert isinstance(cloud, Cloud)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,24 @@ log = logging.getLogger(__name__)
 # every release, whose latency matters. Hashes carry their parameters, so older ones still verify.
 PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 PIN_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+
+# Every argon2 hash and check runs on these few threads, whichever request thread asks. argon2 is
+# CPU-bound: more at once than cores gains nothing. And each one allocates its 8 or 19 MiB buffer;
+# glibc keeps a freed buffer in the arena of the thread that used it, so 40 request threads
+# hashing at once left a server 200-300 MB larger for good (the soak's growth). On a few threads
+# at most a few buffers exist, reused from check to check (no fresh pages to fault in).
+HASHING_THREADS = min(os.cpu_count() or 2, 8)
+_HASHING = ThreadPoolExecutor(HASHING_THREADS, thread_name_prefix="argon2")
+
+
+def _verify(hasher: PasswordHasher, digest: str, secret: str) -> bool:
+    """``hasher.verify`` on the hashing threads. Raises as it does."""
+    return bool(_HASHING.submit(hasher.verify, digest, secret).result())
+
+
+def _hash_secret(hasher: PasswordHasher, secret: str) -> str:
+    """``hasher.hash`` on the hashing threads."""
+    return _HASHING.submit(hasher.hash, secret).result()
 
 
 class UserRole(enum.StrEnum):
@@ -99,7 +119,7 @@ class UserDirectory:
         }
         self._clock = clock
         # Verified against for unknown users, so an unknown name costs the same time.
-        self._dummy = {column: h.hash("00000000") for column, h in self._hashers.items()}
+        self._dummy = {column: _hash_secret(h, "00000000") for column, h in self._hashers.items()}
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -344,7 +364,7 @@ class UserDirectory:
 
     def _matches(self, column: str, stored: str | None, secret: str) -> bool:
         try:
-            ok = bool(self._hashers[column].verify(stored or self._dummy[column], secret))
+            ok = _verify(self._hashers[column], stored or self._dummy[column], secret)
         except (VerificationError, InvalidHashError):
             ok = False
         return ok and stored is not None
@@ -437,4 +457,4 @@ class UserDirectory:
         ]
 
     def _hash(self, secret: str | None, column: str) -> str | None:
-        return None if secret is None else self._hashers[column].hash(secret)
+        return None if secret is None else _hash_secret(self._hashers[column], secret)
