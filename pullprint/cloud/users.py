@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,30 @@ PIN_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 # at most a few buffers exist, reused from check to check (no fresh pages to fault in).
 HASHING_THREADS = min(os.cpu_count() or 2, 8)
 _HASHING = ThreadPoolExecutor(HASHING_THREADS, thread_name_prefix="argon2")
+
+
+_warmed = threading.Event()
+
+
+def warm_hashing_threads(
+    hashers: tuple[PasswordHasher, ...] = (PIN_HASHER, PASSWORD_HASHER),
+) -> None:
+    """Start every hashing thread and give each one its argon2 buffers (one check per hasher),
+    so that the first releases after a start do not pay for them (fresh pages, new arenas).
+    Once per process; later calls return at once."""
+    if _warmed.is_set():
+        return
+    barrier = threading.Barrier(HASHING_THREADS)
+    digests = [(hasher, hasher.hash("warm-up")) for hasher in hashers]
+
+    def warm() -> None:
+        for hasher, digest in digests:
+            hasher.verify(digest, "warm-up")
+        barrier.wait(timeout=30)  # each task on its own thread
+
+    for future in [_HASHING.submit(warm) for _ in range(HASHING_THREADS)]:
+        future.result()
+    _warmed.set()
 
 
 def _verify(hasher: PasswordHasher, digest: str, secret: str) -> bool:
@@ -120,6 +145,7 @@ class UserDirectory:
         self._clock = clock
         # Verified against for unknown users, so an unknown name costs the same time.
         self._dummy = {column: _hash_secret(h, "00000000") for column, h in self._hashers.items()}
+        warm_hashing_threads(tuple(self._hashers.values()))
 
     # -- writing ----------------------------------------------------------------------------
 
