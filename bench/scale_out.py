@@ -122,10 +122,9 @@ class ScaleOut:
             with self.servers[index % 2].admin_client() as admin:
                 admin.release(uuid, "alice", PIN, printer)
 
-        # The first release alone: it creates alice's personal account. Concurrent first
-        # releases of one user race in accounting.accounts.ensure (select, then insert: the
-        # loser's unique violation is an HTTP 500 on PostgreSQL); found by this harness and
-        # reported, not fixed here (not this module's code).
+        # The first release alone: it creates alice's personal account, so the timed releases
+        # after it all find it. (Concurrent first releases of one user once raced there, an HTTP
+        # 500 on PostgreSQL found by this harness; accounts.ensure inserts in a savepoint now.)
         one(plan[0])
         with ThreadPoolExecutor(threads) as pool:
             try:
