@@ -26,6 +26,7 @@ Three parts, each printing its own JSON lines first:
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import pwd
 import signal
@@ -43,7 +44,7 @@ from pathlib import Path
 import psutil
 
 from bench._stats import emit
-from bench.scale_out import PIN, ScaleOut
+from bench.scale_out import FINAL, PIN, ScaleOut
 from pullprint.errors import CloudError, Conflict
 from pullprint.model import JobState
 from pullprint.peers.postgres import RUN_AS, PostgresServer
@@ -228,8 +229,16 @@ def rss_mb(world: ScaleOut) -> dict[str, float]:
     return found
 
 
-def soak(world: ScaleOut, held: int, concurrent: int, seconds: float) -> dict[str, object]:
-    """``held`` jobs, released by ``concurrent`` clients until all are or ``seconds`` pass."""
+def soak(
+    world: ScaleOut, held: int, concurrent: int, seconds: float, drain: float
+) -> dict[str, object]:
+    """``held`` jobs, released by ``concurrent`` clients until all are or ``seconds`` pass; then
+    up to ``drain`` seconds for the printers to print what was released.
+
+    A released job is lost when it ended in any state but completed, or completed without
+    reaching a printer; one still queued or printing when ``drain`` runs out is counted as
+    ``in_flight`` (the 6 printers print a few jobs a second, 200 clients release faster).
+    """
     uuids = world.submit(held, threads=8)
     start_rss = rss_mb(world)
     printers = sorted(world.printers)
@@ -237,10 +246,9 @@ def soak(world: ScaleOut, held: int, concurrent: int, seconds: float) -> dict[st
     next_index = iter(range(held))
     lock = threading.Lock()
     released: list[str] = []
-    errors = 0
+    failures: list[str] = []
 
     def client() -> None:
-        nonlocal errors
         while time.monotonic() < deadline:
             with lock:
                 index = next(next_index, None)
@@ -252,9 +260,9 @@ def soak(world: ScaleOut, held: int, concurrent: int, seconds: float) -> dict[st
                     admin.release(uuid, "alice", PIN, printers[index % len(printers)])
                 with lock:
                     released.append(uuid)
-            except (CloudError, OSError):
+            except (CloudError, OSError) as exc:
                 with lock:
-                    errors += 1
+                    failures.append(f"{type(exc).__name__}: {exc}"[:160])
 
     began = time.monotonic()
     threads = [threading.Thread(target=client) for _ in range(concurrent)]
@@ -263,10 +271,15 @@ def soak(world: ScaleOut, held: int, concurrent: int, seconds: float) -> dict[st
     for thread in threads:
         thread.join()
     releasing = time.monotonic() - began
-    states = world.wait(released, timeout=300)
+    end_rss = rss_mb(world)
+    drained = time.monotonic()
+    states = world.wait(released, timeout=drain, every=2.0)
+    draining = time.monotonic() - drained
     time.sleep(0.5)
     counts = world.printed()
-    per_job = [counts.get(f"pullprint-{uuid}", 0) for uuid in released]
+    completed = [u for u in released if states.get(u) is JobState.COMPLETED]
+    ended_otherwise = [u for u in released if states.get(u) in FINAL - {JobState.COMPLETED}]
+    in_flight = [u for u in released if states.get(u) not in FINAL]
     return {
         "bench": "reliability",
         "part": "soak",
@@ -274,11 +287,18 @@ def soak(world: ScaleOut, held: int, concurrent: int, seconds: float) -> dict[st
         "concurrent": concurrent,
         "released": len(released),
         "release_seconds": round(releasing, 1),
-        "completed": sum(states.get(u) is JobState.COMPLETED for u in released),
-        "lost": sum(c == 0 for c in per_job),
-        "duplicated": sum(c > 1 for c in per_job),
-        "errors": errors,
+        "releases_per_s": round(len(released) / releasing, 1) if releasing else 0.0,
+        "drain_seconds": round(draining, 1),
+        "completed": len(completed),
+        "printed_per_s": round(len(completed) / (releasing + draining), 1),
+        "in_flight": len(in_flight),
+        "in_flight_states": dict(collections.Counter(str(states.get(u)) for u in in_flight)),
+        "lost": len(ended_otherwise) + sum(counts.get(f"pullprint-{u}", 0) == 0 for u in completed),
+        "duplicated": sum(counts.get(f"pullprint-{uuid}", 0) > 1 for uuid in released),
+        "errors": len(failures),
+        "error_samples": sorted(collections.Counter(failures).items())[:5],
         "rss_start_mb": start_rss,
+        "rss_after_releases_mb": end_rss,
         "rss_end_mb": rss_mb(world),
     }
 
@@ -315,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="10,000 held, 200 concurrent, 5 min")
     parser.add_argument("--jobs-per-fault", type=int, default=24)
     parser.add_argument("--skip-tests", action="store_true", help="only the faults and the soak")
+    parser.add_argument(
+        "--drain", type=float, default=300.0, help="seconds the soak waits for released jobs"
+    )
     args = parser.parse_args(argv)
     held, concurrent, seconds = (10_000, 200, 300.0) if args.full else (300, 20, 60.0)
     lost = duplicated = errors = faults = bad = 0
@@ -340,11 +363,12 @@ def main(argv: list[str] | None = None) -> int:
                 lost, duplicated = lost + result.lost, duplicated + result.duplicated
                 errors += result.errors
                 faults += 1
-            soaked = soak(world, held, concurrent, seconds)
+            soaked = soak(world, held, concurrent, seconds, drain=args.drain)
             emit(soaked)
             lost += int(str(soaked["lost"]))
             duplicated += int(str(soaked["duplicated"]))
             errors += int(str(soaked["errors"]))
+            soak_in_flight = int(str(soaked["in_flight"]))
         if not args.skip_tests:
             for part, selection in (
                 ("fault_tests", FAULT_TESTS),
@@ -365,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             "errors": errors,
             "faults_tried": faults,
             "bad_inputs_tried": bad,
+            "soak_in_flight": soak_in_flight,
             "full": args.full,
         }
     )

@@ -27,6 +27,7 @@ from types import TracebackType
 from bench._stats import emit
 from bench.cloud import submit
 from pullprint import config as configmod
+from pullprint.errors import CloudUnavailable
 from pullprint.model import JobState, Printer
 from pullprint.peers.cloud import CloudServer
 from pullprint.peers.documents import make_pdf
@@ -133,22 +134,32 @@ class ScaleOut:
                 tails = "\n".join(server.log_tail(30) for server in self.servers)
                 raise RuntimeError(f"a release failed: {exc}\n{tails}") from exc
 
-    def wait(self, uuids: list[str], timeout: float) -> dict[str, JobState]:
-        """The state of every job once all are final, or when ``timeout`` passes."""
+    def wait(self, uuids: list[str], timeout: float, every: float = 0.25) -> dict[str, JobState]:
+        """The state of every job once all are final, or when ``timeout`` passes (asked every
+        ``every`` seconds: one listing of all of alice's jobs each time)."""
         deadline = time.monotonic() + timeout
         wanted = set(uuids)
         with self.a.admin_client() as admin:
+            states: dict[str, JobState] = {}
             while True:
-                states = {
-                    job.uuid: job.state
-                    for job in admin.list_jobs(user="alice")
-                    if job.uuid in wanted
-                }
+                try:
+                    states = {
+                        job.uuid: job.state
+                        for job in admin.list_jobs(user="alice")
+                        if job.uuid in wanted
+                    }
+                except CloudUnavailable:
+                    # a kept-alive connection the server had just closed (its 5 s idle limit)
+                    # while answering a 10,000-job listing under load: ask again
+                    if time.monotonic() > deadline:
+                        return states
+                    time.sleep(every)
+                    continue
                 if all(state in FINAL for state in states.values()) and len(states) == len(wanted):
                     return states
                 if time.monotonic() > deadline:
                     return states
-                time.sleep(0.25)
+                time.sleep(every)
 
     def printed(self) -> collections.Counter[str]:
         """How many times each job name was printed, over every printer."""
