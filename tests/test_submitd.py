@@ -112,21 +112,28 @@ def test_sigkill_of_submitd_mid_job_loses_nothing_duplicates_nothing(
     assert (job.state, job.pages) == (JobState.HELD, 3)
 
 
-def test_peer_with_another_uid_is_refused(fast: Stack) -> None:
-    probe = (
-        f"import sys; sys.path.insert(0, {PACKAGE_ROOT!r}); from pullprint.cups import handoff\n"
-        f"try:\n    handoff.connect({str(fast.submit_socket)!r})\n"
-        "except handoff.NotHandedOff as exc:\n    print(exc)\nelse:\n    print('accepted')\n"
-    )
+def _as_user(user: str, code: str) -> str:
+    """What ``code`` prints, run as ``user`` the way the executables start (``-IS``), with
+    ``from pullprint.cups import handoff`` done first."""
+    prelude = f"import os, sys; sys.path.insert(0, {PACKAGE_ROOT!r})\n"
+    prelude += "from pullprint.cups import handoff\n"
     out = subprocess.run(
-        [sys.executable, "-IS", "-c", probe],
-        user="nobody",
+        [sys.executable, "-IS", "-c", prelude + code],
+        user=user,
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert out.returncode == 0, out.stderr
-    assert "REFUSED uid 65534 may not hand off jobs" in out.stdout
+    return out.stdout
+
+
+def test_peer_with_another_uid_is_refused(fast: Stack) -> None:
+    probe = (
+        f"try:\n    handoff.connect({str(fast.submit_socket)!r})\n"
+        "except handoff.NotHandedOff as exc:\n    print(exc)\nelse:\n    print('accepted')\n"
+    )
+    assert "REFUSED uid 65534 may not hand off jobs" in _as_user("nobody", probe)
     assert re.search(r"refused a connection from pid \d+ \(uid 65534, ", submitd_log(fast))
     # root (the backend's uid) is greeted
     sock, limit = handoff.connect(str(fast.submit_socket))
@@ -136,8 +143,6 @@ def test_peer_with_another_uid_is_refused(fast: Stack) -> None:
     # lp (the filters' uid) is greeted, but may not hand off a backend run: it names the job's
     # owner, and only cupsd (root) runs backends.
     forge = (
-        f"import os, sys; sys.path.insert(0, {PACKAGE_ROOT!r})\n"
-        "from pullprint.cups import handoff\n"
         f"sock, _ = handoff.connect({str(fast.submit_socket)!r})\n"
         "fd = os.open('/dev/null', os.O_RDONLY)\n"
         "argv = ['pullprint', '7', 'victim', 'forged', '1', '']\n"
@@ -145,15 +150,8 @@ def test_peer_with_another_uid_is_refused(fast: Stack) -> None:
         "try:\n    handoff.submit(sock, request, [fd])\n"
         "except handoff.NotHandedOff as exc:\n    print(exc)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-IS", "-c", forge],
-        user="lp",
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "DECLINED a backend run is handed off by root only, not uid" in out.stdout, out.stdout
+    said = _as_user("lp", forge)
+    assert "DECLINED a backend run is handed off by root only, not uid" in said, said
     refused = r"refused a backend request from pid \d+ \(uid \d+\): not root"
     assert re.search(refused, submitd_log(fast))
 
