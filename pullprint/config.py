@@ -13,8 +13,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-DEFAULT_PATH = Path("/etc/pullprint/pullprint.toml")
-ENV_VAR = "PULLPRINT_CONFIG"
+# Defined with the hand-off, which the CUPS executables import before anything else (it may
+# import the standard library only, not this module).
+from pullprint.cups.handoff import DEFAULT_CONFIG, DEFAULT_SOCKET, ENV_CONFIG
+
+DEFAULT_PATH = Path(DEFAULT_CONFIG)
+ENV_VAR = ENV_CONFIG
 
 
 class ConfigError(ValueError):
@@ -78,7 +82,7 @@ class NodeConfig:
     release_printer: str = ""  # printer for an operator's "Release Job" in the CUPS web UI
     # The UNIX socket of `pullprint submitd`, which the filter and backend hand jobs to. They
     # find it here by default, else at $PULLPRINT_SUBMIT_SOCKET (cupsd's SetEnv). "": off.
-    submit_socket: str = "/run/pullprint/submit.sock"
+    submit_socket: str = DEFAULT_SOCKET
     # Delivery (issue 6). Printer names are the cloud's printer names.
     retry_window_seconds: float = 600.0  # keep retrying an unreachable printer this long
     retry_max_backoff: float = 30.0  # longest pause between two tries

@@ -49,16 +49,14 @@ _HASHING = ThreadPoolExecutor(HASHING_THREADS, thread_name_prefix="argon2")
 _warmed = threading.Event()
 
 
-def warm_hashing_threads(
-    hashers: tuple[PasswordHasher, ...] = (PIN_HASHER, PASSWORD_HASHER),
-) -> None:
-    """Start every hashing thread and give each one its argon2 buffers (one check per hasher),
-    so that the first releases after a start do not pay for them (fresh pages, new arenas).
-    Once per process; later calls return at once."""
+def warm_hashing_threads() -> None:
+    """Start every hashing thread and give each one its argon2 buffers (one PIN and one
+    password check), so that the first releases after a start do not pay for them (fresh
+    pages, new arenas). Once per process; later calls return at once."""
     if _warmed.is_set():
         return
     barrier = threading.Barrier(HASHING_THREADS)
-    digests = [(hasher, hasher.hash("warm-up")) for hasher in hashers]
+    digests = [(hasher, hasher.hash("warm-up")) for hasher in (PIN_HASHER, PASSWORD_HASHER)]
 
     def warm() -> None:
         for hasher, digest in digests:
@@ -145,7 +143,7 @@ class UserDirectory:
         self._clock = clock
         # Verified against for unknown users, so an unknown name costs the same time.
         self._dummy = {column: _hash_secret(h, "00000000") for column, h in self._hashers.items()}
-        warm_hashing_threads(tuple(self._hashers.values()))
+        warm_hashing_threads()
 
     # -- writing ----------------------------------------------------------------------------
 

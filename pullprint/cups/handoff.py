@@ -27,10 +27,10 @@ import os
 import socket
 import sys
 
-DEFAULT_SOCKET = "/run/pullprint/submit.sock"
+DEFAULT_SOCKET = "/run/pullprint/submit.sock"  # node.submit_socket's default
 ENV_SOCKET = "PULLPRINT_SUBMIT_SOCKET"  # "" or "off": no hand-off
-ENV_CONFIG = "PULLPRINT_CONFIG"  # as pullprint.config.ENV_VAR
-DEFAULT_CONFIG = "/etc/pullprint/pullprint.toml"  # as pullprint.config.DEFAULT_PATH
+ENV_CONFIG = "PULLPRINT_CONFIG"  # pullprint.config.ENV_VAR
+DEFAULT_CONFIG = "/etc/pullprint/pullprint.toml"  # pullprint.config.DEFAULT_PATH
 PROTOCOL = "pullprint-submit/1"
 MAX_REQUEST = 1 << 20  # bytes of one request (argv + env); argv[5] of a real job is a few KB
 BACKEND_ENV = ("PRINTER", "DEVICE_URI", "CONTENT_TYPE", "FINAL_CONTENT_TYPE")
