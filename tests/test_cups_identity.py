@@ -6,6 +6,7 @@ against PAM, a real local user) records who really sent a job, so ``-U`` cannot 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -350,3 +351,35 @@ def test_the_install_command_writes_the_policy(world_dir: Path) -> None:
     assert "already in" in again.stdout and conf.read_text().count("<Policy") == 1
     missing = subprocess.run([*run, "--conf", str(world_dir / "nope")], capture_output=True)
     assert missing.returncode == 2
+
+
+def test_private_cupsd_gives_whoever_prints_an_account_of_its_own(world_dir: Path) -> None:
+    """Debian 12's cupsd 2.4.2-3+deb12u10 crashes on a job whose requesting user has no account
+    (OpenPrinting/cups#1555). The private cupsd reads a passwd of its own, bind-mounted over
+    /etc/passwd in a mount namespace of its own: whoever ``lp`` prints as is in it (``user@REALM``
+    as ``user`` too), the host's users keep their lines and the host's file is left alone."""
+    host_before = Path("/etc/passwd").read_text()
+    cups = PrivateCups(world_dir / "cups").start()
+    try:
+        assert cups.proc is not None
+        assert os.readlink(f"/proc/{cups.proc.pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+        cups.run("lpadmin", "-p", "Sink", "-v", "file:///dev/null", "-E")
+        doc = make_pdf(world_dir / "visit.pdf", 1)
+        visitors = [f"visitor{os.getpid()}", f"eve{os.getpid()}@EXAMPLE.ORG"]
+        for name in visitors:
+            job = cups.lp(doc, user=name, queue="Sink")
+            attrs = cups.wait_job(job, {CupsJobState.COMPLETED})
+            assert attrs["job-originating-user-name"] == name
+        seen = Path(f"/proc/{cups.proc.pid}/root/etc/passwd").read_text()
+        assert seen == cups.passwd.read_text()
+        entries = {line.split(":", 1)[0]: line for line in seen.splitlines()}
+        assert {*visitors, visitors[1].split("@")[0], "alice", "EXAMPLE\\Zed", "guest"} <= set(
+            entries
+        )
+        for line in host_before.splitlines():
+            assert entries[line.split(":", 1)[0]] == line
+        with pytest.raises(ValueError, match="no ':'"):
+            cups.add_account("a:b")
+    finally:
+        cups.stop()
+    assert Path("/etc/passwd").read_text() == host_before

@@ -28,6 +28,24 @@ log = logging.getLogger(__name__)
 STOCK = Path("/usr/lib/cups")
 REPO_PPD = Path(__file__).resolve().parents[2] / "ppd" / "pullprint.ppd"
 QUEUE = "PullPrint"
+# The people the tests, the demo and the benchmarks print as. Debian 12's cupsd 2.4.2-3+deb12u10
+# (OpenPrinting/cups#1555) crashes when a policy's @OWNER is checked for a requesting user without
+# an account, so the private cupsd sees these (and whoever ``lp`` prints as) in a passwd file of its
+# own, bind-mounted over /etc/passwd in a mount namespace of its own: the host is left alone.
+ACCOUNTS = (
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "mallory",
+    "pullprint",
+    "EXAMPLE\\Zed",
+    "ZED@EXAMPLE.ORG",
+    "ZED",
+    "guest",  # the CUPS web UI's first, unauthenticated try at Cancel-Job
+    "anonymous",
+)
+ACCOUNT_UID = 60100  # the first uid given to those accounts (getpwnam is all cupsd asks of them)
 
 CUPSD_CONF = """\
 LogLevel {log_level}
@@ -126,6 +144,8 @@ class PrivateCups:
         self.env_for_jobs = dict(env or {})
         self.log_level = log_level
         self.proc: subprocess.Popen[bytes] | None = None
+        self.accounts: list[str] = list(ACCOUNTS)
+        self._in_passwd: set[str] = set()  # the names cupsd's passwd holds
 
     # -- layout ---------------------------------------------------------------------------
     @property
@@ -139,6 +159,39 @@ class PrivateCups:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def passwd(self) -> Path:
+        """The passwd file cupsd (and the backends and filters it runs) read as /etc/passwd."""
+        return self.root / "passwd"
+
+    def add_account(self, name: str) -> None:
+        """Give ``name`` an account in cupsd's passwd, so a job requested by ``name`` is checked
+        against @OWNER as on a server that knows its users: the host's own line when the host
+        has the user (made after cupsd started: PAM needs its uid), else one with no home, no
+        shell and no password. The file is appended to in place: the running cupsd sees it at
+        its next lookup. cupsd looks up a Kerberos-style ``user@REALM`` as ``user``: both get
+        one."""
+        for account in dict.fromkeys((name, name.split("@", 1)[0])):
+            if ":" in account or "\n" in account:
+                raise ValueError(f"{account!r}: a passwd name holds no ':' and no newline")
+            if account not in self.accounts:
+                self.accounts.append(account)
+            if self.passwd.exists() and account not in self._in_passwd:
+                with self.passwd.open("a") as out:
+                    out.write(self._account_line(account, _host_passwd()))
+                self._in_passwd.add(account)
+
+    def _account_line(self, name: str, host: dict[str, str]) -> str:
+        uid = ACCOUNT_UID + self.accounts.index(name)
+        return host.get(name) or f"{name}:x:{uid}:65534:pullprint:/nonexistent:/usr/sbin/nologin\n"
+
+    def _write_passwd(self) -> None:
+        host = _host_passwd()
+        extra = [self._account_line(n, host) for n in self.accounts if n not in host]
+        self.passwd.write_text("".join(host.values()) + "".join(extra))
+        self.passwd.chmod(0o644)
+        self._in_passwd = set(host) | set(self.accounts)
 
     def env(self) -> dict[str, str]:
         """The environment for CUPS clients (lp, lpstat, lpadmin, pycups) aimed at this cupsd."""
@@ -185,10 +238,20 @@ class PrivateCups:
         """Write the configuration (first time), start cupsd and wait until it answers."""
         if self.proc is None:
             self._prepare()
+        self._write_passwd()
         log_path = self.root / "log" / "cupsd.out"
         with log_path.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "--",
+                    "sh",
+                    "-c",
+                    'mount --bind "$0" /etc/passwd && exec "$@"',
+                    str(self.passwd),
                     "cupsd",
                     "-f",
                     "-c",
@@ -266,6 +329,7 @@ class PrivateCups:
         options: dict[str, str] | None = None,
     ) -> int:
         """Print ``document`` with ``lp`` as ``user``; returns the CUPS job-id."""
+        self.add_account(user)
         args = ["lp", "-U", user, "-d", queue]
         if title:
             args += ["-t", title]
@@ -305,6 +369,12 @@ class PrivateCups:
                     f"see {self.error_log}"
                 )
             time.sleep(poll)
+
+
+def _host_passwd() -> dict[str, str]:
+    """The host's /etc/passwd lines (with their newline) by user name."""
+    lines = Path("/etc/passwd").read_text().splitlines(keepends=True)
+    return {line.split(":", 1)[0]: line if line.endswith("\n") else line + "\n" for line in lines}
 
 
 def python_executable() -> str:

@@ -29,7 +29,7 @@ class LpdServer:
             [
                 "socat",
                 f"TCP-LISTEN:{self.port},bind=127.0.0.1,reuseaddr,fork",
-                f"EXEC:{CUPS_LPD} -o document-format=application/vnd.cups-raw",
+                f"EXEC:{CUPS_LPD} -o document-format=application/vnd.cups-raw,nofork",
             ],
             env=self.cups.env(),
             stdout=subprocess.DEVNULL,
