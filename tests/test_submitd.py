@@ -219,3 +219,22 @@ def test_submitd_refuses_to_start_unless_it_owns_the_spool(world_dir: Path) -> N
     assert out.returncode == 2
     assert f"node.spool_dir {spool} is owned by lp, submitd runs as root" in out.stderr
     assert not (world_dir / "s.sock").exists()
+
+
+def test_executables_start_without_socket_signal_or_enum() -> None:
+    """The filter and backend executables import the hand-off only, and it imports no module
+    that pulls in enum or selectors (socket, signal): those doubled each process's start."""
+    code = (
+        f"import sys\nsys.path.insert(0, {PACKAGE_ROOT!r})\n"
+        "import pullprint.cups.handoff\nprint(' '.join(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        ["/usr/bin/python3", "-IS", "-c", code], capture_output=True, text=True, check=True
+    )
+    loaded = set(out.stdout.split())
+    assert "pullprint.cups.handoff" in loaded
+    assert not loaded & {"socket", "signal", "enum", "selectors", "typing", "collections"}, loaded
+    assert not {m for m in loaded if m.startswith("pullprint.")} - {
+        "pullprint.cups.handoff",
+        "pullprint.cups",
+    }

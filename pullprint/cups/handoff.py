@@ -2,9 +2,12 @@
 
 cupsd starts a filter and a backend process per job; starting Python with pikepdf, requests and
 pydantic costs more than the work. So the executables start with this module only (standard
-library, no ``site``: the generated shells run ``python3 -IS``), connect to submitd's UNIX socket
-and pass it the job's files (SCM_RIGHTS) and argv; submitd does the work with warm imports and
-answers the status lines and the exit code, which the executable prints and exits with.
+library, no ``site``: the generated shells run ``python3 -IS``; and of the standard library only
+``os`` and the C modules ``_socket`` and ``_signal``: ``socket`` and ``signal`` pull in ``enum``
+and ``selectors``, which doubled the interpreter's start, ~15 ms per process), connect to
+submitd's UNIX socket and pass it the job's files (SCM_RIGHTS) and argv; submitd does the work
+with warm imports and answers the status lines and the exit code, which the executable prints
+and exits with.
 
 Nothing depends on submitd running. Whenever the hand-off fails before submitd took the job (no
 socket, refused, declined, an error), the executable imports the library and runs the job itself,
@@ -23,9 +26,14 @@ answers ``OK`` (it took the job) or ``DECLINED <why>``, then status lines, then 
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal.py without its enums; no stub
+import _socket
 import os
-import socket
 import sys
+
+TYPE_CHECKING = False  # typing and collections.abc cost milliseconds here
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 DEFAULT_SOCKET = "/run/pullprint/submit.sock"  # node.submit_socket's default
 ENV_SOCKET = "PULLPRINT_SUBMIT_SOCKET"  # "" or "off": no hand-off
@@ -92,10 +100,10 @@ def decode_request(body: bytes) -> tuple[str, str, list[str], dict[str, str]]:
 # -- the client ----------------------------------------------------------------------------------
 
 
-def connect(path: str, timeout: float = 2.0) -> tuple[socket.socket, int]:
+def connect(path: str, timeout: float = 2.0) -> tuple[_socket.socket, int]:
     """Connect to submitd and read its greeting; returns (socket, max document bytes).
     Raises NotHandedOff (no socket, refused, no greeting)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
         sock.connect(path)
@@ -111,7 +119,7 @@ def connect(path: str, timeout: float = 2.0) -> tuple[socket.socket, int]:
     return sock, int(rest)
 
 
-def _readline(sock: socket.socket) -> str:
+def _readline(sock: _socket.socket) -> str:
     """One line from ``sock`` (without its newline), "" at end of stream."""
     data = bytearray()
     while not data.endswith(b"\n"):
@@ -122,28 +130,43 @@ def _readline(sock: socket.socket) -> str:
     return data.decode("utf-8", "replace").rstrip("\n")
 
 
-def submit(sock: socket.socket, request: bytes, fds: list[int]) -> int:
+def send_fds(sock: _socket.socket, data: bytes, fds: list[int]) -> None:
+    """``data`` with ``fds`` attached (SCM_RIGHTS, an array of C ints), as socket.send_fds."""
+    rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
+    sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+    if sent < len(data):
+        sock.sendall(data[sent:])
+
+
+def _lines(sock: _socket.socket) -> Iterator[bytes]:
+    """The whole lines (with their newline) ``sock`` sends until it closes."""
+    pending = b""
+    while chunk := sock.recv(CHUNK):
+        *whole, pending = (pending + chunk).split(b"\n")
+        for line in whole:
+            yield line + b"\n"
+
+
+def submit(sock: _socket.socket, request: bytes, fds: list[int]) -> int:
     """Send the request with ``fds``, copy submitd's status lines to stderr, return its exit code.
     Raises NotHandedOff (declined, or gone before it took the job) or Vanished."""
     try:
-        socket.send_fds(sock, [request], fds)
+        send_fds(sock, request, fds)
         answer = _readline(sock)
     except OSError as exc:
         raise NotHandedOff(f"submitd: {exc.strerror or exc}") from None
     if answer != "OK":
         raise NotHandedOff(f"submitd: {answer or 'closed the connection'}")
     err = sys.stderr
-    with sock.makefile("rb") as lines:
-        try:
-            for raw in lines:
-                line = raw.decode("utf-8", "replace")
-                if line.startswith("EXIT ") and line.endswith("\n"):
-                    return int(line[5:])
-                if line.endswith("\n"):
-                    err.write(line)
-                    err.flush()
-        except (OSError, ValueError):
-            pass
+    try:
+        for raw in _lines(sock):
+            line = raw.decode("utf-8", "replace")
+            if line.startswith("EXIT "):
+                return int(line[5:])
+            err.write(line)
+            err.flush()
+    except (OSError, ValueError):
+        pass
     raise Vanished("submitd went away before it answered")
 
 
@@ -226,7 +249,7 @@ def _restore_stdin(fd: int) -> None:
 # -- the two executables ---------------------------------------------------------------------
 
 
-def _reach(argv: list[str]) -> tuple[socket.socket, int] | None:
+def _reach(argv: list[str]) -> tuple[_socket.socket, int] | None:
     """The connection to submitd for a job's argv, or None (no job, switched off, not there)."""
     path = socket_path()
     if not path or len(argv) not in (6, 7):
@@ -245,18 +268,19 @@ def filter_main(argv: list[str] | None = None) -> int:
     reached = _reach(argv)
     if reached is not None:
         sock, limit = reached
-        with sock:
-            try:
-                source, from_stdin = open_document(argv, limit)
-                spooled = source if from_stdin else None
-                out = temp_file()
-                code = submit(sock, encode_request("filter", "", argv, {}), [source, out])
-            except (NotHandedOff, Vanished, OSError, ValueError) as exc:
-                _debug(f"running in-process: {exc}")
-            else:
-                if code == 0:
-                    copy_out(out)
-                return code
+        try:
+            source, from_stdin = open_document(argv, limit)
+            spooled = source if from_stdin else None
+            out = temp_file()
+            code = submit(sock, encode_request("filter", "", argv, {}), [source, out])
+        except (NotHandedOff, Vanished, OSError, ValueError) as exc:
+            _debug(f"running in-process: {exc}")
+        else:
+            if code == 0:
+                copy_out(out)
+            return code
+        finally:
+            sock.close()
     if spooled is not None:
         _restore_stdin(spooled)
     _in_process()
@@ -272,8 +296,6 @@ class _Stop(Exception):
 def backend_main(argv: list[str] | None = None) -> int:
     """The backend executable ``pullprint``: hand a job's first run off to submitd, else run
     in-process (discovery, re-runs of held jobs, no submitd)."""
-    import signal
-
     argv = list(sys.argv if argv is None else argv)
     resume = False
     spooled: int | None = None
@@ -287,28 +309,28 @@ def backend_main(argv: list[str] | None = None) -> int:
             if stopping[1]:
                 raise _Stop
 
-        signal.signal(signal.SIGTERM, on_term)
-        with sock:
-            try:
-                document, from_stdin = open_document(argv, limit)
-                spooled = document if from_stdin else None
-                stopping[1] = False
-                if stopping[0]:
-                    raise _Stop
-                env = {k: os.environ[k] for k in BACKEND_ENV if k in os.environ}
-                request = encode_request("backend", config_path(), argv, env)
-                return submit(sock, request, [document])
-            except _Stop:
-                sys.stderr.write(f"INFO: {STOPPED}\n")
-                return 1  # CUPS_BACKEND_FAILED, as the in-process backend
-            except Vanished as exc:
-                _debug(f"finishing in-process: {exc}")
-                resume = True
-            except (NotHandedOff, OSError, ValueError) as exc:
-                _debug(f"running in-process: {exc}")
-            finally:
-                stopping[1] = False
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _signal.signal(_signal.SIGTERM, on_term)
+        try:
+            document, from_stdin = open_document(argv, limit)
+            spooled = document if from_stdin else None
+            stopping[1] = False
+            if stopping[0]:
+                raise _Stop
+            env = {k: os.environ[k] for k in BACKEND_ENV if k in os.environ}
+            request = encode_request("backend", config_path(), argv, env)
+            return submit(sock, request, [document])
+        except _Stop:
+            sys.stderr.write(f"INFO: {STOPPED}\n")
+            return 1  # CUPS_BACKEND_FAILED, as the in-process backend
+        except Vanished as exc:
+            _debug(f"finishing in-process: {exc}")
+            resume = True
+        except (NotHandedOff, OSError, ValueError) as exc:
+            _debug(f"running in-process: {exc}")
+        finally:
+            stopping[1] = False
+            sock.close()
+        _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
     if spooled is not None:
         _restore_stdin(spooled)
     _in_process()
