@@ -383,3 +383,5 @@ def test_private_cupsd_gives_whoever_prints_an_account_of_its_own(world_dir: Pat
     finally:
         cups.stop()
     assert Path("/etc/passwd").read_text() == host_before
+    # its printcap is its own too (the default, /run/cups/printcap, is the host cupsd's)
+    assert "Sink" in (cups.root / "printcap").read_text()

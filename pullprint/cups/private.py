@@ -117,6 +117,7 @@ StateDir {root}/state
 AccessLog {root}/log/access_log
 ErrorLog {root}/log/error_log
 PageLog {root}/log/page_log
+Printcap {root}/printcap
 User lp
 Group lp
 SystemGroup root lpadmin
