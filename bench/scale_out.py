@@ -151,12 +151,11 @@ class ScaleOut:
                 except CloudUnavailable:
                     # a kept-alive connection the server had just closed (its 5 s idle limit)
                     # while answering a 10,000-job listing under load: ask again
-                    if time.monotonic() > deadline:
+                    pass
+                else:
+                    final = all(state in FINAL for state in states.values())
+                    if final and len(states) == len(wanted):
                         return states
-                    time.sleep(every)
-                    continue
-                if all(state in FINAL for state in states.values()) and len(states) == len(wanted):
-                    return states
                 if time.monotonic() > deadline:
                     return states
                 time.sleep(every)

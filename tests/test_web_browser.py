@@ -312,7 +312,6 @@ def test_operator_cancels_in_the_cups_web_ui_and_pullprint_shows_it_canceled(
     cups_job, uuid = print_held(stack, world_dir, pages=1, title="Draft")
     assert stack.cups is not None
     name, password = operator_account
-    stack.cups.add_account(name)  # made by the fixture after this cupsd started
     cups = browse(
         viewport=DESKTOP, http_credentials={"username": name, "password": password}
     ).new_page()

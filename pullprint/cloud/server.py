@@ -66,9 +66,11 @@ def run(
     )
     scheme = "https" if config.tls_cert else "http"
     log.info(
-        "serving the cloud API on %s://%s:%d (uvicorn with httptools and uvloop)",
+        "serving the cloud API on %s://%s:%d (uvicorn, http %s, loop %s)",
         scheme,
         config.listen_host,
         config.listen_port,
+        uv_config.http,
+        uv_config.loop,
     )
     _Server(uv_config, on_exit=cloud.notifier.close_threadsafe).run()

@@ -41,7 +41,6 @@ ACCOUNTS = (
     "pullprint",
     "EXAMPLE\\Zed",
     "ZED@EXAMPLE.ORG",
-    "ZED",
     "guest",  # the CUPS web UI's first, unauthenticated try at Cancel-Job
     "anonymous",
 )
@@ -145,7 +144,7 @@ class PrivateCups:
         self.env_for_jobs = dict(env or {})
         self.log_level = log_level
         self.proc: subprocess.Popen[bytes] | None = None
-        self.accounts: list[str] = list(ACCOUNTS)
+        self.accounts: list[str] = list(dict.fromkeys(n for a in ACCOUNTS for n in _names(a)))
         self._in_passwd: set[str] = set()  # the names cupsd's passwd holds
 
     # -- layout ---------------------------------------------------------------------------
@@ -169,11 +168,10 @@ class PrivateCups:
     def add_account(self, name: str) -> None:
         """Give ``name`` an account in cupsd's passwd, so a job requested by ``name`` is checked
         against @OWNER as on a server that knows its users: the host's own line when the host
-        has the user (made after cupsd started: PAM needs its uid), else one with no home, no
+        has the user (made after cupsd started; it keeps its uid), else one with no home, no
         shell and no password. The file is appended to in place: the running cupsd sees it at
-        its next lookup. cupsd looks up a Kerberos-style ``user@REALM`` as ``user``: both get
-        one."""
-        for account in dict.fromkeys((name, name.split("@", 1)[0])):
+        its next lookup. See :func:`_names` for ``user@REALM``."""
+        for account in _names(name):
             if ":" in account or "\n" in account:
                 raise ValueError(f"{account!r}: a passwd name holds no ':' and no newline")
             if account not in self.accounts:
@@ -370,6 +368,12 @@ class PrivateCups:
                     f"see {self.error_log}"
                 )
             time.sleep(poll)
+
+
+def _names(name: str) -> tuple[str, ...]:
+    """The accounts cupsd may look up for a requesting user: ``user@REALM`` (Kerberos-style) is
+    looked up as ``user`` too."""
+    return tuple(dict.fromkeys((name, name.split("@", 1)[0])))
 
 
 def _host_passwd() -> dict[str, str]:
