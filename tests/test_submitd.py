@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,10 +51,17 @@ def registered(stack: Stack, cups_job: int, user: str = "alice") -> int:
         return sum(1 for job in admin.list_jobs(user=user) if job.cups_job_id == cups_job)
 
 
-def assert_spool_empty(stack: Stack) -> None:
+def assert_spool_empty(stack: Stack, timeout: float = 10.0) -> None:
+    """The outbox and documents folders become empty: submitd uploads a held job's document
+    after it answered cupsd, and an uploaded document leaves the spool."""
     spool = stack.root / "spool"
-    assert list((spool / "outbox").glob("*.json")) == []
-    assert list((spool / "docs").iterdir()) == []  # uploaded documents leave the spool
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [*(spool / "outbox").glob("*.json"), *(spool / "docs").iterdir()]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert left == []
 
 
 def test_lp_held_and_registered_through_submitd_then_released(world_dir: Path) -> None:
@@ -93,7 +101,7 @@ def test_without_submitd_the_executables_run_the_job(fast: Stack, world_dir: Pat
     assert handled(fast, "backend", again) == ["3"]
 
 
-@pytest.mark.parametrize("step", FAULT_STEPS)
+@pytest.mark.parametrize("step", [s for s in FAULT_STEPS if s != "submitd-uploading"])
 def test_sigkill_of_submitd_mid_job_loses_nothing_duplicates_nothing(
     fast: Stack, world_dir: Path, step: str
 ) -> None:
@@ -110,6 +118,36 @@ def test_sigkill_of_submitd_mid_job_loses_nothing_duplicates_nothing(
     assert len(records) == 1, records  # one CUPS job, one record
     job = fast.wait_cloud_job("alice", cups_job)
     assert (job.state, job.pages) == (JobState.HELD, 3)
+
+
+def test_submitd_dying_before_the_upload_leaves_it_to_the_node(world_dir: Path) -> None:
+    """submitd answers cupsd once the job is registered and uploads the document after. Here
+    it dies before the upload: the job is held and registered, a release waits for the
+    document and is refused when it does not come, and the node's outbox loop uploads it when it
+    starts (the entry's lock
+    went with submitd)."""
+    with Stack(world_dir / "stack", submitd=True, start_node=False) as stack:
+        assert stack.submitd is not None
+        stack.submitd.stop()
+        killed = stack.start_submitd({FAULT_ENV: "submitd-uploading"})
+        cups_job, uuid = print_and_hold(stack, world_dir, pages=2)
+        assert killed.proc is not None
+        assert killed.proc.wait(timeout=30) == -9
+        assert handled(stack, "backend", cups_job) == ["3"]
+        assert len(list((stack.root / "spool" / "outbox").glob("*.json"))) == 1
+        release = ("release", uuid, "--printer", "printer1", "--user", "alice", "--pin", "1234")
+        early = stack.cli(*release)
+        assert early.returncode != 0
+        assert "has not arrived yet (waited 5 s for node" in early.stderr, early.stderr
+        stack.start_node_process()
+        assert_spool_empty(stack, timeout=30)  # the node's outbox loop uploaded it
+        again = stack.cli(*release)
+        assert again.returncode == 0, again.stderr
+        final = stack.wait_state(uuid, {JobState.COMPLETED, JobState.FAILED}, timeout=60)
+        assert final.state is JobState.COMPLETED, final.state_reason
+        assert final.impressions == 2
+        assert registered(stack, cups_job) == 1
+        assert_spool_empty(stack)
 
 
 def _as_user(user: str, code: str) -> str:

@@ -13,12 +13,13 @@ import hashlib
 import logging
 import os
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from pullprint.backend.spool import CupsJobRecord, Spool, own_like_parent
-from pullprint.cloudsync.outbox import Outbox, OutboxEntry, Registrar
+from pullprint.cloudsync.outbox import Claim, Outbox, OutboxEntry, Registrar
 from pullprint.config import NodeConfig
 from pullprint.cups.protocol import BackendExit, CancelFlag, JobArgs, StatusWriter, Terminated
 from pullprint.errors import CloudError, CloudRefused, CloudUnavailable, DocumentError
@@ -37,13 +38,21 @@ class Cloud(Registrar, Protocol):
     def operator_release(self, uuid: str, printer: str, operator: str) -> Job: ...
 
 
+UploadLater = Callable[[Outbox, Claim, OutboxEntry], None]
+
+
 @dataclass(frozen=True)
 class BackendContext:
+    """``upload_later``: given, a first run registers the job, holds it and hands its claimed
+    outbox entry to this to upload the document after the exit (submitd); None: the run
+    uploads before it exits."""
+
     config: NodeConfig
     queue: str
     status: StatusWriter
     cancel: CancelFlag
     cloud: Cloud
+    upload_later: UploadLater | None = None
 
 
 class _Recorder:
@@ -177,12 +186,12 @@ def first_run(
         cups_job_uuid=record.cups_job_uuid,
     )
     outbox = Outbox(spool.outbox, spool.kept)
-    entry_path = outbox.put(submission, document)
+    claim = outbox.put(submission, document)
     spool.save_record(
         CupsJobRecord(record.uuid, args.job_id, record.cups_job_uuid, ctx.queue, "held")
     )
     entry = OutboxEntry(submission, document)
-    return send_first_run(ctx, spool, record, args, outbox, entry_path, entry)
+    return send_first_run(ctx, spool, record, args, outbox, claim, entry)
 
 
 def finish_first_run(
@@ -194,8 +203,9 @@ def finish_first_run(
     outbox = Outbox(spool.outbox, spool.kept)
     entry_path = outbox.folder / f"{record.uuid}.json"
     for path, entry in outbox.entries():
-        if path == entry_path:
-            return send_first_run(ctx, spool, record, args, outbox, path, entry)
+        claim = outbox.claim(path) if path == entry_path else None
+        if claim is not None:  # else not this job's, or the node's outbox loop is sending it
+            return send_first_run(ctx, spool, record, args, outbox, claim, entry)
     ctx.status.info(f"pullprint: held; release it at a printer (job {record.uuid})")
     return BackendExit.HOLD
 
@@ -206,18 +216,23 @@ def send_first_run(
     record: CupsJobRecord,
     args: JobArgs,
     outbox: Outbox,
-    entry_path: Path,
+    claim: Claim,
     entry: OutboxEntry,
 ) -> BackendExit:
-    """Send a first run's outbox entry to the cloud and say how the job is held (exit 3), or
-    that the cloud refused it (exit 1, the job and its spool files are dropped)."""
+    """Send a first run's claimed outbox entry to the cloud and say how the job is held (exit
+    3), or that the cloud refused it (exit 1, the job and its spool files are dropped). With
+    ``ctx.upload_later`` the document's upload is handed to it, with the claim."""
     status = ctx.status
     submission = entry.submission
     pages, owner = submission.pages, submission.owner
     who = f"CUPS user '{args.user}'" + (f" (pullprint user {owner})" if owner != args.user else "")
     sent = _Recorder(ctx.cloud)
+    later = ctx.upload_later
+    handed = False
     try:
-        outbox.send(entry_path, entry, sent)
+        if outbox.send(claim.path, entry, sent, upload=later is None) and later is not None:
+            later(outbox, claim, entry)  # it releases the claim
+            handed = True
     except CloudUnavailable as exc:
         log.info("cloud unavailable for job %s: %s", record.uuid, exc)
         status.info(
@@ -230,6 +245,9 @@ def send_first_run(
         status.error(f"pullprint: job of {who} refused by the release service: {exc.message}")
         spool.forget(record)
         return BackendExit.FAILED
+    finally:
+        if not handed:
+            claim.release()
     if sent.job is not None and sent.job.owner == "":
         # A WARNING: cupsd keeps it in its error_log (an INFO is gone once the job is held).
         status.warning(

@@ -12,6 +12,7 @@ Every file is written atomically (temp file in the same folder, then rename).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -33,15 +34,29 @@ def own_like_parent(path: Path) -> None:
             os.chown(path, st.st_uid, st.st_gid)
 
 
-def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` atomically (fsync'd temp file, then rename)."""
+def atomic_write_json(path: Path, data: dict[str, Any], *, lock: bool = False) -> int | None:
+    """Write ``data`` to ``path`` atomically (fsync'd temp file, then rename).
+
+    With ``lock``, the file is locked (``flock``, exclusive) before it appears under its name,
+    and the locked descriptor is returned: the caller owns the file until it closes that (or
+    exits). Without, returns None."""
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    own_like_parent(tmp)
-    tmp.replace(path)
+        held = None
+        if lock:
+            held = os.dup(fh.fileno())
+            fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            json.dump(data, fh, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+            own_like_parent(tmp)
+            tmp.replace(path)
+        except BaseException:
+            if held is not None:
+                os.close(held)
+            raise
+    return held
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -10,8 +10,13 @@ sessions to the cloud, and does exactly what the executables do in-process:
 - ``filter``: :func:`pullprint.filters.finish.run` (sanitise, lay out, count), reading the
   client's input file and writing the prepared PDF into the client's output file;
 - ``backend``: the first run of a job, :func:`pullprint.backend.hold.run_job` (spool, inspect,
-  outbox, register, upload). Re-runs of a held job (a release) are declined: the backend runs
-  them in-process, so a job's records and outbox semantics are the backend's own.
+  outbox, register), answered as soon as the job is registered: the backend exits 3 and cupsd
+  holds the job. Its document is uploaded after the answer by one uploader thread, holding the
+  outbox entry's lock until it is done; an upload that fails (or a submitd that stopped first)
+  leaves the entry to the node's outbox loop. A release that comes before the upload waits
+  for it in the cloud (``jobs.DOCUMENT_WAIT_SECONDS``). Re-runs of a held job (a
+  release) are declined: the backend runs them in-process, so a job's records and outbox
+  semantics are the backend's own.
 
 Peers are authenticated by their credentials (SO_PEERCRED): root (the backend), ``lp`` (the
 filter, cupsd's ``User``) and submitd's own user; anyone else is refused, with the reason logged.
@@ -23,7 +28,7 @@ executable run the job itself (see :mod:`pullprint.cups.handoff`): no job depend
 
 Test hook: with ``PULLPRINT_FAULT`` set to one of :data:`FAULT_STEPS`, submitd kills itself
 with SIGKILL at that step (after taking a filter or backend job, after registering it, before
-answering the exit code).
+answering the exit code, before uploading a held job's document).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,9 +54,11 @@ from pullprint import config as configmod
 from pullprint.backend.hold import BackendContext, Cloud, cups_job_uuid, run_job
 from pullprint.backend.spool import Spool
 from pullprint.cloudsync.client import CloudClient
+from pullprint.cloudsync.outbox import Claim, Outbox, OutboxEntry
 from pullprint.cups import handoff
 from pullprint.cups.protocol import CancelFlag, StatusWriter, parse_job_args
 from pullprint.daemon.journal import fault_point
+from pullprint.errors import CloudError
 from pullprint.filters import finish
 from pullprint.model import Job, JobSubmission
 
@@ -62,7 +70,10 @@ FAULT_STEPS = (
     "submitd-backend-accepted",
     "submitd-registered",
     "submitd-backend-answered",
+    "submitd-uploading",
 )
+UPLOADS_DRAIN_SECONDS = 30.0  # close() waits this long for queued uploads; the rest stay queued
+# in the outbox, for the node's outbox loop
 MAX_SOCKET_PATH = 107  # bytes of sun_path on Linux, less the final NUL
 REQUEST_SECONDS = 10.0  # a client has this long to send its request after the greeting
 _PEERCRED = struct.Struct("3i")
@@ -144,6 +155,15 @@ class _FaultCloud:
         return self.cloud.operator_release(uuid, printer, operator)
 
 
+@dataclass(frozen=True)
+class _Upload:
+    """A held job's document to upload, with the lock on its outbox entry."""
+
+    outbox: Outbox
+    claim: Claim
+    entry: OutboxEntry
+
+
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = False
     block_on_close = True  # server_close() waits for the jobs being handled
@@ -174,6 +194,8 @@ class Submitd:
         self.tmpdir = os.environ.get("TMPDIR") or None
         self._clients: queue.SimpleQueue[CloudClient] = queue.SimpleQueue()
         self._server: _Server | None = None
+        self._uploads: queue.SimpleQueue[_Upload | None] = queue.SimpleQueue()
+        self._uploader: threading.Thread | None = None
 
     # -- life ---------------------------------------------------------------------------------
     def start(self) -> Submitd:
@@ -188,6 +210,12 @@ class Submitd:
             server.server_close()
             raise
         self._server = server
+        self._uploader = threading.Thread(
+            target=self._upload_loop,
+            name="uploader",
+            daemon=True,  # close() waits for it
+        )
+        self._uploader.start()
         names = ", ".join(f"{name} ({uid})" for uid, name in sorted(self.peers.items()))
         log.info("submitd listening on %s for %s", self.path, names)
         return self
@@ -219,11 +247,21 @@ class Submitd:
             self._server.shutdown()
 
     def close(self) -> None:
-        """Wait for the jobs being handled, remove the socket, close the cloud sessions."""
+        """Wait for the jobs being handled, remove the socket, finish the queued uploads (for
+        at most UPLOADS_DRAIN_SECONDS), close the cloud sessions."""
         if self._server is not None:
             self._server.server_close()
             self._server = None
             self.path.unlink(missing_ok=True)
+        if self._uploader is not None:
+            self._uploads.put(None)
+            self._uploader.join(UPLOADS_DRAIN_SECONDS)
+            if self._uploader.is_alive():
+                log.warning(
+                    "uploads still queued after %.0f s; the node's outbox loop sends them",
+                    UPLOADS_DRAIN_SECONDS,
+                )
+            self._uploader = None
         while True:
             try:
                 self._clients.get_nowait().close()
@@ -245,8 +283,36 @@ class Submitd:
         finally:
             self._clients.put(client)
 
+    # -- uploads after the answer --------------------------------------------------------------
+    def _upload_loop(self) -> None:
+        """Upload the documents of held jobs, in the order they were held, until None."""
+        while (item := self._uploads.get()) is not None:
+            uuid = item.entry.submission.uuid
+            try:
+                fault_point("submitd-uploading")
+                with self._cloud() as cloud:
+                    item.outbox.upload(item.claim.path, item.entry, cloud)
+            except CloudError as exc:
+                log.warning(
+                    "job %s: document not uploaded (%s); it waits in the outbox for the node",
+                    uuid,
+                    exc,
+                )
+            except Exception:
+                log.exception("job %s: upload failed; it waits in the outbox for the node", uuid)
+            finally:
+                item.claim.release()
+
     # -- one connection -----------------------------------------------------------------------
     def handle(self, conn: socket.socket) -> None:
+        later: list[_Upload] = []
+        try:
+            self._handle(conn, later)
+        finally:
+            for item in later:  # after the answer: the upload does not delay the hold
+                self._uploads.put(item)
+
+    def _handle(self, conn: socket.socket, later: list[_Upload]) -> None:
         pid, uid, gid = _PEERCRED.unpack(
             conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
         )
@@ -271,7 +337,7 @@ class Submitd:
                 log.warning("refused a backend request from pid %d (uid %d): not root", pid, uid)
                 raise Declined(f"a backend run is handed off by root only, not uid {uid}")
             elif op == "backend":
-                code = self._backend(conn, config, argv, env, fds)
+                code = self._backend(conn, config, argv, env, fds, later)
             else:
                 raise Declined(f"unknown request {op!r}")
         except _Probe:
@@ -356,6 +422,7 @@ class Submitd:
         argv: list[str],
         env: dict[str, str],
         fds: list[int],
+        later: list[_Upload],
     ) -> int:
         if len(fds) != 1:
             raise Declined("a backend request has one file (the document)")
@@ -381,6 +448,7 @@ class Submitd:
                     status=StatusWriter(lines),
                     cancel=CancelFlag(),
                     cloud=_FaultCloud(cloud),
+                    upload_later=lambda o, c, e: later.append(_Upload(o, c, e)),
                 )
                 return int(run_job(ctx, args, source))
 

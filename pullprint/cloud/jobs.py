@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 # no user owns it (no user name is empty), so nobody but an admin or operator sees or acts on it
 # until one assigns it (``JobBook.assign``). Its state_reason names the claimed user.
 UNASSIGNED = ""
+DOCUMENT_WAIT_SECONDS = 5.0  # a release waits this long for a document its node is uploading
 UNASSIGNED_REASON = "held for an admin: the CUPS user is not a pullprint user"
 
 
@@ -551,6 +552,24 @@ class JobBook:
         note = f"released by operator {operator} in CUPS"
         return self._release(row, found, {}, note, f"operator {operator}", "")
 
+    def _await_document(self, row: _Row) -> _Row:
+        """The job once its document has arrived. A node holds the CUPS job as soon as the job
+        is registered and uploads the document right after (milliseconds), so a release can
+        come between: it waits up to DOCUMENT_WAIT_SECONDS, then is refused (409)."""
+        uuid = row.job.uuid
+        deadline = time.monotonic() + DOCUMENT_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+            row = self._read(uuid)
+            if row.document_stored:
+                return row
+        raise Conflict(
+            409,
+            f"the document of job {uuid} has not arrived yet (waited "
+            f"{DOCUMENT_WAIT_SECONDS:.0f} s for node {row.job.origin} to upload it); try again "
+            "in a moment",
+        )
+
     @staticmethod
     def _printer(conn: Connection, name: str) -> Printer | str:
         """The printer called ``name``, or its name when there is none (``_release`` refuses
@@ -593,9 +612,7 @@ class JobBook:
                 f"printer of that node (printer {printer.name} is on node {printer.node})",
             )
         if not on_node and not row.document_stored:
-            raise Conflict(
-                409, f"the document of job {uuid} has not arrived yet; try again in a moment"
-            )
+            row = self._await_document(row)
         released: Job | None = None
         with self._engine.begin() as conn:
             done = conn.execute(
