@@ -5,7 +5,9 @@ registered with the cloud, and how many were lost (never held or never registere
 
 Side by side in the same run, the same cupsd with a queue whose backend only reads the job and
 exits 3 (plain CUPS holding a job, no filter), for reference. Submissions come from ``--clients``
-concurrent ``lp`` processes. Prints one JSON line per queue.
+concurrent ``lp`` processes. Prints one JSON line per queue; pullprint's also says when the
+last document was in the cloud (``all_documents_in_cloud_seconds``: submitd uploads each one
+after cupsd holds its job, so that comes a little after the last registration).
 """
 
 from __future__ import annotations
@@ -102,6 +104,12 @@ def flood(
     elapsed = time.perf_counter() - start
     if registered_too and len(known) == n:
         elapsed = min(elapsed, max(times[j] for j in wanted) - start_epoch)
+    uploaded = elapsed
+    if registered_too:  # submitd uploads a document after cupsd holds its job
+        outbox = stack.root / "spool" / "outbox"
+        while any(outbox.glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(POLL)
+        uploaded = time.perf_counter() - start
     done = held & known
     # Not done yet is not lost: jobs still queued or being filtered at the timeout are counted
     # apart; lost are the ones neither done nor on their way.
@@ -116,6 +124,7 @@ def flood(
         "seconds": round(elapsed, 2),
         "done": len(done),
         "jobs_per_s": round(len(done) / elapsed, 2),
+        "all_documents_in_cloud_seconds": round(uploaded, 2),
         "counted_every_s": poll,
         "lost": lost,
         "still_waiting_at_timeout": len(waiting),
