@@ -6,6 +6,8 @@ Both are thin shells over library code. Permissions follow the CUPS contract: th
 
 from __future__ import annotations
 
+import compileall
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -30,6 +32,30 @@ sys.exit(filter_main())
 """
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding pullprint/
+# What the executables import before the hand-off (the rest only when they run a job in-process).
+STARTUP_MODULES = (
+    "pullprint/__init__.py",
+    "pullprint/cups/__init__.py",
+    "pullprint/cups/handoff.py",
+)
+
+
+def readable_bytecode(root: str = PACKAGE_ROOT) -> None:
+    """Byte-compile the modules the executables import at start, and let every user read that
+    byte-code. The filter runs as lp; a ``__pycache__`` the backend made (root, under cupsd's
+    umask 077) is root's alone, so lp compiled them from source at every job: the filter took
+    26.5 ms to get to the hand-off instead of 15.6 (measured as lp). Idempotent; a folder we
+    may not write (a packaged install, compiled by its package) is left as it is."""
+    for rel in STARTUP_MODULES:
+        source = Path(root) / rel
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        try:
+            compileall.compile_file(str(source), quiet=2)
+            for path, mode in ((cached.parent, 0o755), (cached, 0o644)):
+                if path.stat().st_uid == os.geteuid():
+                    path.chmod(path.stat().st_mode & 0o7777 | mode)
+        except OSError:
+            continue
 
 
 def _write(path: Path, text: str, mode: int) -> None:
@@ -45,12 +71,14 @@ def write_backend(path: Path, python: str | None = None) -> None:
     """Write the backend executable at ``path`` (mode 0700, root). Idempotent."""
     text = BACKEND_SHELL.format(python=python or sys.executable, root=PACKAGE_ROOT)
     _write(path, text, 0o700)
+    readable_bytecode()
 
 
 def write_filter(path: Path, python: str | None = None) -> None:
     """Write the filter executable at ``path`` (mode 0755, root). Idempotent."""
     text = FILTER_SHELL.format(python=python or sys.executable, root=PACKAGE_ROOT)
     _write(path, text, 0o755)
+    readable_bytecode()
 
 
 # -- an authenticated queue (docs/identity.md) ------------------------------------------------
