@@ -33,6 +33,9 @@ class CloudConfig:
     listen_port: int = 8631
     database_url: str = "sqlite:////var/lib/pullprint/cloud.db"
     storage_dir: Path = Path("/var/lib/pullprint/documents")
+    # The key PIN hashes are made with (HMAC-SHA256; made, mode 0600, at the first start). Never
+    # in the database; every server process of one database needs the same file.
+    pin_key_file: Path = Path("/var/lib/pullprint/pin.key")
     admin_token: str = ""
     node_tokens: dict[str, str] = field(default_factory=dict)  # node name -> token
     currency: str = "EUR"

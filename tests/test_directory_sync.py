@@ -121,6 +121,7 @@ def make_env(
     config = CloudConfig(
         database_url=f"sqlite:///{folder / 'cloud.db'}",
         storage_dir=folder / "documents",
+        pin_key_file=folder / "pin.key",
         admin_token=ADMIN_TOKEN,
         node_tokens={"node1": NODE_TOKEN},
     )

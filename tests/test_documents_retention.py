@@ -59,6 +59,7 @@ def make_env(kind: str, folder: Path, **overrides: object) -> Env:
     config = CloudConfig(
         database_url=database_url(kind, folder),
         storage_dir=folder / "documents",
+        pin_key_file=folder / "pin.key",
         admin_token="admin-token-for-tests",
         node_tokens={"node1": "node1-token-for-tests"},
         **overrides,  # type: ignore[arg-type]

@@ -171,6 +171,7 @@ class InProcess:
         config = CloudConfig(
             database_url=f"sqlite:///{folder / 'cloud.db'}",
             storage_dir=folder / "documents",
+            pin_key_file=folder / "pin.key",
             admin_token="admin-token-on-the-clock",
             node_tokens={"node1": "node1-token-on-the-clock"},
             session_seconds=3600,

@@ -296,7 +296,6 @@ def test_lp_reads_the_byte_code_the_executables_start_with(tmp_path: Path) -> No
         assert path.exists()
         assert path.stat().st_mode & 0o044 == 0o044 and path.parent.stat().st_mode & 0o055
     code = (
-        f"paths = {[str(p) for p in cached]!r}\n"
-        "print(all(open(p, 'rb').read(16) for p in paths))\n"
+        f"paths = {[str(p) for p in cached]!r}\nprint(all(open(p, 'rb').read(16) for p in paths))\n"
     )
     assert _as_user("lp", code).strip() == "True"

@@ -23,7 +23,17 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pullprint.cloud import db, events, identity_api, schemas, signing, users_api, validate, web
+from pullprint.cloud import (
+    db,
+    events,
+    identity_api,
+    pins,
+    schemas,
+    signing,
+    users_api,
+    validate,
+    web,
+)
 from pullprint.cloud.accounting import api as accounting_api
 from pullprint.cloud.auth import Principal, Role, TokenAuth
 from pullprint.cloud.context import (
@@ -110,7 +120,7 @@ def create_app(
     documents = Documents.from_config(engine, config, clock)
     if notifier is None:
         notifier = PgNotifier(engine) if engine.dialect.name == "postgresql" else LocalNotifier()
-    users = UserDirectory(engine, clock=clock)
+    users = UserDirectory(engine, clock=clock, pin_key=pins.load_key(config.pin_key_file))
     sessions = SessionBook(engine, config.session_seconds, config.terminal_session_seconds, clock)
     terminals = TerminalBook(engine, clock)
     signer = UrlSigner(

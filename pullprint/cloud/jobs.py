@@ -537,7 +537,7 @@ class JobBook:
                     403, f"{owner} chose the account a delegate's release is charged to"
                 )
             account = delegated
-        if session is None and not self._users.verify_hash(pin_hash, req.pin):
+        if session is None and not self._users.verify_hash(pin_hash, req.pin, req.user):
             raise WrongSecret(403, f"wrong PIN for user {req.user}")
         return self._release(row, printer, req.options, "", req.user, account)
 

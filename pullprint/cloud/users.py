@@ -1,7 +1,8 @@
-"""People who release jobs: name, role, argon2-hashed PIN and password, RFID cards, source.
+"""People who release jobs: name, role, hashed PIN and password, RFID cards, source.
 
 A user comes from the admin (``local``), the directory (``ldap``) or single sign-on (``oidc``).
-PINs and passwords are never stored or logged, only their argon2 hashes. A disabled user (one the
+PINs and passwords are never stored or logged, only their hashes: a password's argon2id, a PIN's
+HMAC under a key kept outside the database (:mod:`pullprint.cloud.pins`). A disabled user (one the
 directory no longer lists) keeps their jobs and transactions but cannot sign in or release.
 Cards are kept by their canonical key (:func:`pullprint.identity.cards.card_key`), so one card
 matches one user whatever form a reader types it in.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -25,15 +27,17 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from pullprint.cloud import pins
 from pullprint.cloud.db import group_members, user_aliases, user_cards, users
+from pullprint.cloud.pins import PinHasher
 from pullprint.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
 # Passwords: argon2id with the OWASP minimum (19 MiB, 2 passes, 1 lane), ~25-40 ms a check here.
-# PINs: 8 MiB, 1 pass (~10 ms). A 4-8 digit PIN has at most 10^8 values, so no hash cost keeps a
-# stolen database from giving it away for long: the lockout protects PINs, and a PIN is checked at
-# every release, whose latency matters. Hashes carry their parameters, so older ones still verify.
+# PINs: HMAC-SHA256 under a key outside the database (pullprint.cloud.pins, which says why).
+# PIN_HASHER is the argon2id the PINs had before (8 MiB, 1 pass): such hashes still verify, and
+# are replaced by a keyed one at the next correct PIN. Hashes carry their parameters.
 PASSWORD_HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 PIN_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 
@@ -134,15 +138,23 @@ class UserDirectory:
         engine: Engine,
         hasher: PasswordHasher | None = None,
         clock: Callable[[], float] = time.time,
+        pin_key: bytes | None = None,
     ) -> None:
+        """``pin_key``: the key of PIN hashes (pins.load_key of cloud.pin_key_file); None: a
+        random one for this object only (tests). ``hasher``: the argon2 of passwords (and of
+        PIN hashes made before PINs were keyed)."""
         self._engine = engine
+        self._pins = PinHasher(pin_key or secrets.token_bytes(pins.KEY_BYTES))
         self._hashers = {
             "pin_hash": hasher or PIN_HASHER,
             "password_hash": hasher or PASSWORD_HASHER,
         }
         self._clock = clock
         # Verified against for unknown users, so an unknown name costs the same time.
-        self._dummy = {column: _hash_secret(h, "00000000") for column, h in self._hashers.items()}
+        self._dummy = {
+            "pin_hash": self._pins.hash("00000000"),
+            "password_hash": _hash_secret(self._hashers["password_hash"], "00000000"),
+        }
         warm_hashing_threads()
 
     # -- writing ----------------------------------------------------------------------------
@@ -356,8 +368,9 @@ class UserDirectory:
     # -- reading ----------------------------------------------------------------------------
 
     def verify(self, name: str, pin: str) -> bool:
-        """True if ``pin`` is the PIN of the enabled user ``name``. Changes nothing; an unknown
-        user costs the same time."""
+        """True if ``pin`` is the PIN of the enabled user ``name``; an unknown user costs the
+        same time. Changes nothing, except that a PIN hash of before PINs were keyed is replaced
+        by a keyed one when the PIN is right."""
         return self._check(name, "pin_hash", pin)
 
     def verify_password(self, name: str, password: str) -> bool:
@@ -370,9 +383,10 @@ class UserDirectory:
         takes milliseconds; no connection waits for it). Changes nothing."""
         return self._stored(conn, name, "pin_hash")
 
-    def verify_hash(self, stored: str | None, pin: str) -> bool:
-        """True if ``pin`` matches ``stored`` (from ``pin_hash``); None costs the same time."""
-        return self._matches("pin_hash", stored, pin)
+    def verify_hash(self, stored: str | None, pin: str, name: str) -> bool:
+        """True if ``pin`` matches ``stored`` (from ``pin_hash`` of user ``name``); None costs
+        the same time. An argon2 hash that matches is replaced by a keyed one (as ``verify``)."""
+        return self._matches("pin_hash", stored, pin, name)
 
     @staticmethod
     def _stored(conn: Connection, name: str, column: str) -> str | None:
@@ -384,13 +398,24 @@ class UserDirectory:
     def _check(self, name: str, column: str, secret: str) -> bool:
         with self._engine.connect() as conn:
             stored = self._stored(conn, name, column)
-        return self._matches(column, stored, secret)
+        return self._matches(column, stored, secret, name)
 
-    def _matches(self, column: str, stored: str | None, secret: str) -> bool:
+    def _matches(self, column: str, stored: str | None, secret: str, name: str) -> bool:
+        digest = stored or self._dummy[column]
+        if column == "pin_hash" and pins.is_keyed(digest):
+            try:
+                ok = self._pins.verify(digest, secret)
+            except (pins.OtherKey, ValueError) as exc:
+                log.warning("the PIN hash of user %s cannot be checked: %s", name, exc)
+                ok = False
+            return ok and stored is not None
         try:
-            ok = _verify(self._hashers[column], stored or self._dummy[column], secret)
+            ok = _verify(self._hashers[column], digest, secret)
         except (VerificationError, InvalidHashError):
             ok = False
+        if ok and stored is not None and column == "pin_hash":
+            self._set(name, pin_hash=self._pins.hash(secret))  # keyed from now on
+            log.info("the PIN hash of user %s is keyed now", name)
         return ok and stored is not None
 
     def by_card(self, key: str) -> str | None:
@@ -481,4 +506,8 @@ class UserDirectory:
         ]
 
     def _hash(self, secret: str | None, column: str) -> str | None:
-        return None if secret is None else _hash_secret(self._hashers[column], secret)
+        if secret is None:
+            return None
+        if column == "pin_hash":
+            return self._pins.hash(secret)
+        return _hash_secret(self._hashers[column], secret)

@@ -62,6 +62,7 @@ class CloudServer:
             listen_port=self.port,
             database_url=f"sqlite:///{folder / 'cloud.db'}",
             storage_dir=folder / "documents",
+            pin_key_file=folder / "pin.key",
             admin_token=self.admin_token,
             node_tokens=dict(self.node_tokens),
             long_poll_seconds=25.0,
