@@ -5,9 +5,11 @@ registered with the cloud, and how many were lost (never held or never registere
 
 Side by side in the same run, the same cupsd with a queue whose backend only reads the job and
 exits 3 (plain CUPS holding a job, no filter), for reference. Submissions come from ``--clients``
-concurrent ``lp`` processes. Prints one JSON line per queue; pullprint's also says when the
-last document was in the cloud (``all_documents_in_cloud_seconds``: submitd uploads each one
-after cupsd holds its job, so that comes a little after the last registration).
+concurrent ``lp`` processes; ``--pool N`` sends ours to a CUPS class of N PullPrint queues
+(cupsd runs one job per queue at a time, so N at once). Prints one JSON line per queue;
+pullprint's also says when the last document was in the cloud
+(``all_documents_in_cloud_seconds``: submitd uploads each one after cupsd holds its job, so that
+comes a little after the last registration).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from bench._stats import emit
 from bench.submit_hold import HOLD_ONLY
 from pullprint.cups.jobs import CupsJobState
+from pullprint.ipp.client import IppClient
 from pullprint.peers.documents import make_pdf
 from pullprint.peers.stack import Stack
 
@@ -34,13 +37,18 @@ PAGE = 200
 POLL = 0.05
 POLL_REGISTERED = 0.5
 HELD = frozenset({CupsJobState.HELD})
+POOL = "PullPrintPool"  # the class of ``--pool`` queues
 WAITING = frozenset({CupsJobState.PENDING, CupsJobState.PROCESSING})
 
 
 def held_ids(stack: Stack, queue: str, states: frozenset[CupsJobState] = HELD) -> set[int]:
     """CUPS job-ids of ``queue`` in one of ``states`` (pending-held by default). Get-Jobs is
-    paged by job-id: one answer may not hold every job of a thousand."""
+    paged by job-id: one answer may not hold every job of a thousand. pycups asks for the jobs
+    of printers only; a class's (the pool, ``POOL``) are asked for at the class's own URI."""
     assert stack.cups is not None
+    if queue == POOL:
+        with IppClient(f"ipp://127.0.0.1:{stack.cups.port}/classes/{POOL}") as client:
+            return {j.job_id for j in client.get_jobs("all") if j.job_state in states}
     conn = stack.cups.connection()
     found: set[int] = set()
     first = 1
@@ -134,8 +142,11 @@ def flood(
     }
 
 
-def run(n: int, clients: int, timeout: float, submitd: bool = True) -> list[dict[str, object]]:
-    """Both queues in one stack (no node: nothing is released)."""
+def run(
+    n: int, clients: int, timeout: float, submitd: bool = True, pool: int = 1
+) -> list[dict[str, object]]:
+    """Both queues in one stack (no node: nothing is released). ``pool`` > 1: ours is a CUPS
+    class (``POOL``) of that many PullPrint queues."""
     with tempfile.TemporaryDirectory(prefix="pullprint-bench-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
@@ -147,8 +158,14 @@ def run(n: int, clients: int, timeout: float, submitd: bool = True) -> list[dict
             sink.write_text(HOLD_ONLY)
             sink.chmod(0o755)
             stack.cups.run("lpadmin", "-p", "Plain", "-v", "holdonly:/", "-E")
-            ours = flood(stack, doc, "PullPrint", "alice", n, clients, True, timeout)
+            queue = "PullPrint"
+            if pool > 1:
+                members = ["PullPrint", *(f"PullPrint{i}" for i in range(2, pool + 1))]
+                stack.cups.add_pool(POOL, members)
+                queue = POOL
+            ours = flood(stack, doc, queue, "alice", n, clients, True, timeout)
             ours["submitd"] = submitd
+            ours["pool"] = pool
             plain = flood(stack, doc, "Plain", "bob", n, clients, False, timeout)
     return [ours, plain]
 
@@ -159,8 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent lp processes")
     parser.add_argument("--timeout", type=float, default=480.0, help="seconds per queue at most")
     parser.add_argument("--no-submitd", action="store_true", help="filter and backend in-process")
+    parser.add_argument(
+        "--pool", type=int, default=1, help="print to a CUPS class of this many PullPrint queues"
+    )
     args = parser.parse_args(argv)
-    for figure in run(args.n, args.clients, args.timeout, submitd=not args.no_submitd):
+    for figure in run(
+        args.n, args.clients, args.timeout, submitd=not args.no_submitd, pool=args.pool
+    ):
         emit(figure)
     return 0
 

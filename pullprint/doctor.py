@@ -138,13 +138,28 @@ def check_spool(config: Config) -> Finding:
     return Finding("spool", True, detail)
 
 
+def _check_pool(pool: str, members: list[str], printers: dict[str, dict[str, Any]]) -> Finding:
+    """A CUPS class as a pool of PullPrint queues: every member uses pullprint:/."""
+    name = f"pool {pool}"
+    others = [m for m in members if printers.get(m, {}).get("device-uri") != "pullprint:/"]
+    if not members or others:
+        what = f"members not on pullprint:/: {', '.join(others)}" if others else "no members"
+        fix = "lpadmin -p MEMBER -v pullprint:/ -P /usr/share/ppd/pullprint/pullprint.ppd -E"
+        return Finding(name, False, what, f"{fix} -c {pool}, or lpadmin -p MEMBER -r {pool}")
+    return Finding(
+        name, True, f"class of {len(members)} queues on pullprint:/: {', '.join(members)}"
+    )
+
+
 def check_queues(config: Config) -> list[Finding]:
-    """Each configured queue exists in cupsd, uses pullprint:/ and accepts jobs."""
+    """Each configured queue exists in cupsd, uses pullprint:/ and accepts jobs (a class, a
+    pool of queues: each of its members uses pullprint:/)."""
     from pullprint.cups.jobs import CupsJobs, CupsUnavailable
 
     cups = CupsJobs(config.node.cups_server)
     try:
         printers: dict[str, dict[str, Any]] = cups._call(lambda conn: conn.getPrinters())
+        classes: dict[str, Any] = cups._call(lambda conn: conn.getClasses())
     except CupsUnavailable as exc:
         return [Finding("cupsd", False, str(exc), "start cupsd (systemctl start cups)")]
     out = [
@@ -154,7 +169,9 @@ def check_queues(config: Config) -> list[Finding]:
     for queue in config.node.queues:
         attrs = printers.get(queue)
         name = f"queue {queue}"
-        if attrs is None:
+        if isinstance(classes.get(queue), list):  # getPrinters lists classes too
+            out.append(_check_pool(queue, [str(m) for m in classes[queue]], printers))
+        elif attrs is None:
             fix = (
                 f"lpadmin -p {queue} -v pullprint:/ -P /usr/share/ppd/pullprint/pullprint.ppd "
                 "-E -o printer-error-policy=abort-job"

@@ -415,7 +415,7 @@ PY
     cycle_result="$cycle_result printer_pages=$pages"
     # The job went through submitd: the filter's and the backend's first run, handed off.
     grep -qE "filter job [0-9]+ of pid [0-9]+: exit 0" "$WORK/submitd.log" \
-      && grep -qE "backend job [0-9]+ of pid [0-9]+: exit 3" "$WORK/submitd.log" \
+      && grep -qE "backend job [0-9]+ of pid [0-9]+( on [^:]+)?: exit 3" "$WORK/submitd.log" \
       || { cat "$WORK/submitd.log" >&2; fail "the job did not go through pullprint submitd"; }
     cycle_result="$cycle_result submitd=yes"
   else

@@ -44,7 +44,9 @@ def submitd_log(stack: Stack) -> str:
 
 def handled(stack: Stack, op: str, cups_job: int) -> list[str]:
     """submitd's log lines saying it ran ``op`` for the CUPS job."""
-    return re.findall(rf"{op} job {cups_job} of pid \d+: exit (\d+)", submitd_log(stack))
+    return re.findall(
+        rf"{op} job {cups_job} of pid \d+(?: on \S+)?: exit (\d+)", submitd_log(stack)
+    )
 
 
 def registered(stack: Stack, cups_job: int, user: str = "alice") -> int:

@@ -12,7 +12,7 @@ import sys
 from pullprint import config as configmod
 from pullprint.backend.hold import BackendContext, run_job
 from pullprint.cloudsync.client import CloudClient
-from pullprint.cups.protocol import BackendExit, CancelFlag, StatusWriter, parse_job_args
+from pullprint.cups.protocol import BackendExit, CancelFlag, StatusWriter, parse_job_args, queue_of
 
 DISCOVERY = (
     'network pullprint:/ "pullprint" "pullprint secure release" '
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None, *, resume: bool = False) -> int:
     ):
         ctx = BackendContext(
             config=node,
-            queue=os.environ.get("PRINTER", "PullPrint"),
+            queue=queue_of(os.environ),
             status=status,
             cancel=cancel,
             cloud=cloud,

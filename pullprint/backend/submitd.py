@@ -56,7 +56,7 @@ from pullprint.backend.spool import Spool
 from pullprint.cloudsync.client import CloudClient
 from pullprint.cloudsync.outbox import Claim, Outbox, OutboxEntry
 from pullprint.cups import handoff
-from pullprint.cups.protocol import CancelFlag, StatusWriter, parse_job_args
+from pullprint.cups.protocol import CancelFlag, StatusWriter, parse_job_args, queue_of
 from pullprint.daemon.journal import fault_point
 from pullprint.errors import CloudError
 from pullprint.filters import finish
@@ -361,7 +361,8 @@ class Submitd:
                 _close(fd)
         fault_point(f"submitd-{op}-answered")
         ms = (time.monotonic() - started) * 1000
-        log.info("%s job %s of pid %d: exit %d in %.0f ms", op, argv[1], pid, code, ms)
+        on = f" on {env['PRINTER']}" if env.get("PRINTER") else ""  # a class's member
+        log.info("%s job %s of pid %d%s: exit %d in %.0f ms", op, argv[1], pid, on, code, ms)
         _send(conn, f"EXIT {code}")
 
     def _receive(
@@ -432,7 +433,7 @@ class Submitd:
             args = parse_job_args(argv)
         except ValueError as exc:
             raise Declined(str(exc)) from None
-        queue_name = env.get("PRINTER", "PullPrint")
+        queue_name = queue_of(env)
         spool = Spool(self.node.spool_dir).ensure()
         record = spool.load_record(cups_job_uuid(args, queue_name))
         if record is not None and record.stage == "held":

@@ -41,7 +41,7 @@ ENV_CONFIG = "PULLPRINT_CONFIG"  # pullprint.config.ENV_VAR
 DEFAULT_CONFIG = "/etc/pullprint/pullprint.toml"  # pullprint.config.DEFAULT_PATH
 PROTOCOL = "pullprint-submit/1"
 MAX_REQUEST = 1 << 20  # bytes of one request (argv + env); argv[5] of a real job is a few KB
-BACKEND_ENV = ("PRINTER", "DEVICE_URI", "CONTENT_TYPE", "FINAL_CONTENT_TYPE")
+BACKEND_ENV = ("PRINTER", "CLASS", "DEVICE_URI", "CONTENT_TYPE", "FINAL_CONTENT_TYPE")
 CHUNK = 1 << 16
 STOPPED = "pullprint: stopped while receiving; nothing was registered"
 

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -317,6 +317,15 @@ class PrivateCups:
         for key, value in (options or {}).items():
             args += ["-o", f"{key}={value}"]
         self.run(*args)
+
+    def add_pool(self, name: str, members: Sequence[str]) -> None:
+        """A CUPS class ``name`` of PullPrint queues ``members`` (each made as :meth:`add_queue`):
+        cupsd runs one job per queue at a time, so a class of N runs N at once. Idempotent."""
+        for member in members:
+            self.add_queue(member)
+            self.run("lpadmin", "-p", member, "-c", name)
+        self.run("cupsenable", name)
+        self.run("cupsaccept", name)
 
     def lp(
         self,

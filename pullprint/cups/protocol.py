@@ -10,7 +10,7 @@ import enum
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TextIO
@@ -117,6 +117,13 @@ def parse_options(text: str) -> dict[str, str]:
         else:
             out[name] = "true"
     return out
+
+
+def queue_of(env: Mapping[str, str]) -> str:
+    """The queue a job was printed to, from the backend's environment: the class (``CLASS``,
+    set by cupsd for a job sent to a class of queues, run on one member) or else the queue
+    (``PRINTER``). A pool of PullPrint queues in a class is one queue to the user and the cloud."""
+    return env.get("CLASS") or env.get("PRINTER") or "PullPrint"
 
 
 def parse_job_args(argv: list[str]) -> JobArgs:

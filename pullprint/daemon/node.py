@@ -789,6 +789,12 @@ class Node:
         by_uuid = {j.uuid: j for j in self.cups.jobs()}
         for record in self.spool.records():
             job = by_uuid.get(record.cups_job_uuid)
+            if job is None:
+                # Get-Jobs leaves out the jobs of classes (a pool of PullPrint queues): ask
+                # for the job itself, and take it only if it is the same job (ids come back).
+                job = self.cups.job(record.cups_job_id)
+                if job is not None and job.uuid != record.cups_job_uuid:
+                    job = None
             if job is not None and job.state in (CupsJobState.CANCELED, CupsJobState.ABORTED):
                 self.cups_job_ended(job.job_id)
 
