@@ -5,8 +5,9 @@ registered with the cloud, and how many were lost (never held or never registere
 
 Side by side in the same run, the same cupsd with a queue whose backend only reads the job and
 exits 3 (plain CUPS holding a job, no filter), for reference. Submissions come from ``--clients``
-concurrent ``lp`` processes; ``--pool N`` sends ours to a CUPS class of N PullPrint queues
-(cupsd runs one job per queue at a time, so N at once). Prints one JSON line per queue;
+concurrent ``lp`` processes. Ours runs twice by default: to the queue PullPrint alone, then to a
+CUPS class of 4 PullPrint queues (``--pool N``; cupsd runs one job per queue at a time, so N at
+once: the pool of README's "A pool of queues"). Prints one JSON line per run;
 pullprint's also says when the last document was in the cloud
 (``all_documents_in_cloud_seconds``: submitd uploads each one after cupsd holds its job, so that
 comes a little after the last registration).
@@ -47,8 +48,13 @@ def held_ids(stack: Stack, queue: str, states: frozenset[CupsJobState] = HELD) -
     of printers only; a class's (the pool, ``POOL``) are asked for at the class's own URI."""
     assert stack.cups is not None
     if queue == POOL:
+        pooled: set[int] = set()
         with IppClient(f"ipp://127.0.0.1:{stack.cups.port}/classes/{POOL}") as client:
-            return {j.job_id for j in client.get_jobs("all") if j.job_state in states}
+            first = 1
+            while page := client.get_jobs("all", limit=PAGE, first_job_id=first):
+                pooled |= {j.job_id for j in page if j.job_state in states}
+                first = max(j.job_id for j in page) + 1
+        return pooled
     conn = stack.cups.connection()
     found: set[int] = set()
     first = 1
@@ -143,31 +149,34 @@ def flood(
 
 
 def run(
-    n: int, clients: int, timeout: float, submitd: bool = True, pool: int = 1
+    n: int, clients: int, timeout: float, submitd: bool = True, pools: tuple[int, ...] = (1, 4)
 ) -> list[dict[str, object]]:
-    """Both queues in one stack (no node: nothing is released). ``pool`` > 1: ours is a CUPS
-    class (``POOL``) of that many PullPrint queues."""
+    """Ours once per entry of ``pools``: 1 is the queue PullPrint alone, N > 1 a CUPS class
+    (``POOL``) of N PullPrint queues (each run by a user of its own); then the plain queue. One
+    stack, no node: nothing is released."""
     with tempfile.TemporaryDirectory(prefix="pullprint-bench-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
         doc = make_pdf(root / "doc.pdf", 3)
-        users = {"alice": "1234", "bob": "5678"}
+        users = {"bob": "5678", **{f"user{pool}": "1234" for pool in pools}}
         with Stack(root / "stack", users=users, start_node=False, submitd=submitd) as stack:
             assert stack.cups is not None
             sink = stack.cups.root / "bin" / "backend" / "holdonly"
             sink.write_text(HOLD_ONLY)
             sink.chmod(0o755)
             stack.cups.run("lpadmin", "-p", "Plain", "-v", "holdonly:/", "-E")
-            queue = "PullPrint"
-            if pool > 1:
-                members = ["PullPrint", *(f"PullPrint{i}" for i in range(2, pool + 1))]
-                stack.cups.add_pool(POOL, members)
-                queue = POOL
-            ours = flood(stack, doc, queue, "alice", n, clients, True, timeout)
-            ours["submitd"] = submitd
-            ours["pool"] = pool
-            plain = flood(stack, doc, "Plain", "bob", n, clients, False, timeout)
-    return [ours, plain]
+            figures = []
+            for pool in pools:
+                queue = "PullPrint"
+                if pool > 1:
+                    members = ["PullPrint", *(f"PullPrint{i}" for i in range(2, pool + 1))]
+                    stack.cups.run("lpadmin", "-x", POOL, check=False)  # another size before
+                    stack.cups.add_pool(POOL, members)
+                    queue = POOL
+                ours = flood(stack, doc, queue, f"user{pool}", n, clients, True, timeout)
+                figures.append({**ours, "submitd": submitd, "pool": pool})
+            figures.append(flood(stack, doc, "Plain", "bob", n, clients, False, timeout))
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,12 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=480.0, help="seconds per queue at most")
     parser.add_argument("--no-submitd", action="store_true", help="filter and backend in-process")
     parser.add_argument(
-        "--pool", type=int, default=1, help="print to a CUPS class of this many PullPrint queues"
+        "--pool",
+        type=int,
+        action="append",
+        help="1: the queue PullPrint; N: a CUPS class of N PullPrint queues (again for more "
+        "runs; default: 1, then 4)",
     )
     args = parser.parse_args(argv)
-    for figure in run(
-        args.n, args.clients, args.timeout, submitd=not args.no_submitd, pool=args.pool
-    ):
+    pools = tuple(args.pool or (1, 4))
+    for figure in run(args.n, args.clients, args.timeout, not args.no_submitd, pools):
         emit(figure)
     return 0
 

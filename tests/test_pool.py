@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pullprint.cups.jobs import CupsJobState
 from pullprint.cups.protocol import queue_of
+from pullprint.ipp.client import IppClient
 from pullprint.model import JobState, TransactionStatus
 from pullprint.peers.documents import make_pdf
 from pullprint.peers.stack import Stack
@@ -38,6 +39,11 @@ def test_a_class_of_pullprint_queues_holds_prints_and_cancels(world_dir: Path) -
         for job_id in sent:
             assert cups.wait_job(job_id, HELD)["job-state"] == CupsJobState.HELD
         jobs = {job_id: stack.wait_cloud_job("alice", job_id) for job_id in sent}
+        # Get-Jobs at the class's own URI lists them, a page at a time (cupsd: 500 at most)
+        with IppClient(f"ipp://127.0.0.1:{cups.port}/classes/{POOL}") as client:
+            page = client.get_jobs("all", limit=2, first_job_id=sent[2])
+        assert [j.job_id for j in page] == sent[2:4]
+        assert {j.job_state for j in page} == {CupsJobState.HELD}
         assert {job.queue for job in jobs.values()} == {POOL}
         assert all(job.state is JobState.HELD and job.pages == 2 for job in jobs.values())
         said = (stack.root / "submitd.log").read_text(errors="replace")

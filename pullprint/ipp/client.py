@@ -439,14 +439,19 @@ class IppClient:
         *,
         limit: int | None = None,
         my_jobs: bool = False,
+        first_job_id: int | None = None,
     ) -> list[JobStatus]:
-        """Get-Jobs (``which`` is ``not-completed``, ``completed`` or ``all``). Changes nothing."""
+        """Get-Jobs (``which`` is ``not-completed``, ``completed`` or ``all``), from job
+        ``first_job_id`` on when given (cupsd answers at most 500 jobs at once). Changes
+        nothing."""
         attrs = [
             IppAttribute.keyword("which-jobs", which),
             IppAttribute.keyword("requested-attributes", *_with_ids(requested)),
         ]
         if limit is not None:
             attrs.append(IppAttribute.integer("limit", limit))
+        if first_job_id is not None:
+            attrs.append(IppAttribute.integer("first-job-id", first_job_id))
         if my_jobs:
             attrs.append(IppAttribute.boolean("my-jobs", True))
         message = self.request(Operation.GET_JOBS, attrs)
