@@ -18,7 +18,7 @@ import pikepdf
 import pytest
 
 from pullprint import config as configmod
-from pullprint.backend.submitd import FAULT_STEPS
+from pullprint.backend.submitd import FAULT_STEPS, MAX_QUEUED_UPLOADS, Submitd
 from pullprint.cups import handoff, install
 from pullprint.cups.install import PACKAGE_ROOT
 from pullprint.cups.jobs import CupsJobState
@@ -167,6 +167,20 @@ def _as_user(user: str, code: str) -> str:
     )
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+def test_past_a_long_upload_queue_a_job_uploads_before_it_is_held(fast: Stack) -> None:
+    """Each upload waiting after its answer holds its outbox entry's lock (an open file): past
+    MAX_QUEUED_UPLOADS (a slow cloud) a first run uploads before it answers again."""
+    submitd = Submitd(configmod.load(fast.config_path))  # not started: nothing uploads
+    later: list[object] = []
+    defer = submitd.upload_later(later)  # type: ignore[arg-type]
+    assert defer is not None
+    for _ in range(MAX_QUEUED_UPLOADS - 1):
+        submitd._uploads.put(None)
+    assert submitd.upload_later(later) is not None  # type: ignore[arg-type]
+    submitd._uploads.put(None)
+    assert submitd.upload_later(later) is None  # type: ignore[arg-type]
 
 
 def test_peer_with_another_uid_is_refused(fast: Stack) -> None:

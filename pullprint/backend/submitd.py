@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pullprint import config as configmod
-from pullprint.backend.hold import BackendContext, Cloud, cups_job_uuid, run_job
+from pullprint.backend.hold import BackendContext, Cloud, UploadLater, cups_job_uuid, run_job
 from pullprint.backend.spool import Spool
 from pullprint.cloudsync.client import CloudClient
 from pullprint.cloudsync.outbox import Claim, Outbox, OutboxEntry
@@ -74,6 +74,8 @@ FAULT_STEPS = (
 )
 UPLOADS_DRAIN_SECONDS = 30.0  # close() waits this long for queued uploads; the rest stay queued
 # in the outbox, for the node's outbox loop
+MAX_QUEUED_UPLOADS = 64  # past this many waiting uploads (a slow cloud), a job uploads before
+# its answer again: each queued one holds its entry's lock (an open file)
 MAX_SOCKET_PATH = 107  # bytes of sun_path on Linux, less the final NUL
 REQUEST_SECONDS = 10.0  # a client has this long to send its request after the greeting
 _PEERCRED = struct.Struct("3i")
@@ -284,6 +286,15 @@ class Submitd:
             self._clients.put(client)
 
     # -- uploads after the answer --------------------------------------------------------------
+    def upload_later(self, later: list[_Upload]) -> UploadLater | None:
+        """What a first run hands its upload to (collected in ``later``, queued after the
+        answer), or None when MAX_QUEUED_UPLOADS wait already: the run uploads before it
+        answers, which slows the queue down to what the cloud takes."""
+        if self._uploads.qsize() >= MAX_QUEUED_UPLOADS:
+            log.info("%d uploads wait: this job uploads before it is held", MAX_QUEUED_UPLOADS)
+            return None
+        return lambda outbox, claim, entry: later.append(_Upload(outbox, claim, entry))
+
     def _upload_loop(self) -> None:
         """Upload the documents of held jobs, in the order they were held, until None."""
         while (item := self._uploads.get()) is not None:
@@ -449,7 +460,7 @@ class Submitd:
                     status=StatusWriter(lines),
                     cancel=CancelFlag(),
                     cloud=_FaultCloud(cloud),
-                    upload_later=lambda o, c, e: later.append(_Upload(o, c, e)),
+                    upload_later=self.upload_later(later),
                 )
                 return int(run_job(ctx, args, source))
 
