@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 # no user owns it (no user name is empty), so nobody but an admin or operator sees or acts on it
 # until one assigns it (``JobBook.assign``). Its state_reason names the claimed user.
 UNASSIGNED = ""
-DOCUMENT_WAIT_SECONDS = 5.0  # a release waits this long for a document its node is uploading
 UNASSIGNED_REASON = "held for an admin: the CUPS user is not a pullprint user"
+DOCUMENT_WAIT_SECONDS = 5.0  # a release waits this long for a document its node is uploading
 
 
 def unknown_user_message(name: str) -> str:

@@ -161,8 +161,7 @@ class Outbox:
         try:
             entry.document.replace(kept)  # same file system: atomic, durable
         except FileNotFoundError:
-            # The node's outbox loop and the backend may send one entry at once: the other one
-            # moved it already.
+            # Moved by an earlier send of this entry (one that died before removing it).
             if not kept.exists():
                 raise CloudRefused(
                     409, f"the document of job {uuid} is gone from the spool"
@@ -173,8 +172,8 @@ class Outbox:
 
     def upload(self, path: Path, entry: OutboxEntry, cloud: Registrar) -> None:
         """Upload a registered entry's document, then remove the entry and the document.
-        Idempotent; an entry another sender finished meanwhile (both gone) is done. Raises
-        CloudError; the entry is kept."""
+        Idempotent; an entry removed meanwhile with its document is done. Raises CloudError;
+        the entry is kept."""
         uuid = entry.submission.uuid
         try:
             cloud.upload_document(uuid, entry.document)
@@ -183,7 +182,7 @@ class Outbox:
                 raise CloudRefused(
                     409, f"the document of job {uuid} is gone from the spool"
                 ) from None
-            return  # sent by the other sender, which removed the entry first
+            return  # entry and document removed meanwhile (Node._drop_outbox: canceled in CUPS)
         path.unlink(missing_ok=True)
         entry.document.unlink(missing_ok=True)
         log.info("job %s registered with the cloud", uuid)

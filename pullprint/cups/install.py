@@ -71,11 +71,11 @@ def write_backend(path: Path, python: str | None = None) -> None:
     """Write the backend executable at ``path`` (mode 0700, root). Idempotent."""
     text = BACKEND_SHELL.format(python=python or sys.executable, root=PACKAGE_ROOT)
     _write(path, text, 0o700)
-    readable_bytecode()
 
 
 def write_filter(path: Path, python: str | None = None) -> None:
-    """Write the filter executable at ``path`` (mode 0755, root). Idempotent."""
+    """Write the filter executable at ``path`` (mode 0755, root), and make the byte-code it
+    starts with readable to lp, who runs it (the backend runs as root). Idempotent."""
     text = FILTER_SHELL.format(python=python or sys.executable, root=PACKAGE_ROOT)
     _write(path, text, 0o755)
     readable_bytecode()
