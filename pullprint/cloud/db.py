@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -251,17 +252,20 @@ def make_engine(database_url: str, *, background_checkpoints: bool = False) -> E
     that): the owner calls ``checkpoint`` every second or so instead (the cloud server, from a
     worker thread). Commits are synced to the WAL as before, so nothing committed is less
     durable.
+
+    JSON columns are read with orjson (the standard library's decoder was a fifth of listing
+    100 jobs).
     """
     url = sa.make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, connect_args={"timeout": 30}, json_deserializer=orjson.loads)
         event.listen(engine, "connect", _sqlite_on_connect)
         if background_checkpoints:
             event.listen(engine, "connect", _sqlite_no_autocheckpoint)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url, pool_pre_ping=True, json_deserializer=orjson.loads)
 
 
 # Past this many frames (16 MiB of 4 KiB pages) a checkpoint also restarts the WAL: under

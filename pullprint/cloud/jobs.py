@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -159,6 +159,22 @@ _RELEASE = sa.update(jobs).where(
     jobs.c.uuid == sa.bindparam("b_uuid"), jobs.c.state.in_(_RELEASABLE)
 )
 _TX_ACCOUNT = sa.update(transactions).where(transactions.c.job_uuid == sa.bindparam("b_uuid"))
+_NEWEST_FIRST = _select().order_by(jobs.c.created_at.desc(), jobs.c.uuid)
+_OF_OWNER = jobs.c.owner == sa.bindparam("b_owner")
+_OF_OWNERS = jobs.c.owner.in_(sa.bindparam("b_owners", expanding=True))
+_IN_STATE = jobs.c.state == sa.bindparam("b_state")
+
+
+def _listing(*where: sa.ColumnElement[bool]) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """A listing's statement, and the same of one state (``b_state``)."""
+    query = _NEWEST_FIRST.where(*where)
+    return query, query.where(_IN_STATE)
+
+
+# (all states, one state) of: every job, one owner's (``b_owner``), some owners' (``b_owners``)
+_LIST_ALL = _listing()
+_LIST_OWNER = _listing(_OF_OWNER)
+_LIST_OWNERS = _listing(_OF_OWNERS)
 
 
 def _from_row(row: RowMapping) -> _Row:
@@ -255,27 +271,33 @@ class JobBook:
         """The jobs ``user`` may see and release: their own, and those of every owner who
         delegated to them (directly or through a group), newest first."""
         with self._engine.connect() as conn:
-            owners = [user, *groups.owners_delegating_to(conn, user)]
-            query = (
-                _select()
-                .where(jobs.c.owner.in_(owners))
-                .order_by(jobs.c.created_at.desc(), jobs.c.uuid)
-            )
-            if state is not None:
-                query = query.where(jobs.c.state == state.value)
-            rows = conn.execute(query).mappings().all()
+            delegating = groups.owners_delegating_to(conn, user)
+            if delegating:
+                rows = self._rows(conn, _LIST_OWNERS, state, b_owners=[user, *delegating])
+            else:
+                rows = self._rows(conn, _LIST_OWNER, state, b_owner=user)
         return [_from_row(row).job for row in rows]
 
     def list(self, user: str | None = None, state: JobState | None = None) -> list[Job]:
         """Jobs, newest first, optionally of one owner and/or in one state."""
-        query = _select().order_by(jobs.c.created_at.desc(), jobs.c.uuid)
-        if user is not None:
-            query = query.where(jobs.c.owner == user)
-        if state is not None:
-            query = query.where(jobs.c.state == state.value)
         with self._engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
+            if user is None:
+                rows = self._rows(conn, _LIST_ALL, state)
+            else:
+                rows = self._rows(conn, _LIST_OWNER, state, b_owner=user)
         return [_from_row(row).job for row in rows]
+
+    @staticmethod
+    def _rows(
+        conn: Connection,
+        listing: tuple[sa.Select[Any], sa.Select[Any]],
+        state: JobState | None,
+        **params: Any,
+    ) -> Sequence[RowMapping]:
+        """The rows of a prebuilt listing (see ``_listing``), of ``state`` if one is given."""
+        if state is None:
+            return conn.execute(listing[0], params).mappings().all()
+        return conn.execute(listing[1], {**params, "b_state": state.value}).mappings().all()
 
     def _check_visible(self, caller: Principal, row: _Row) -> None:
         if caller.is_staff:
