@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from pullprint.cloud import db, events
@@ -161,3 +162,61 @@ def test_a_later_event_waits_for_an_earlier_uncommitted_one(tmp_path: Path) -> N
         assert [e.job_uuid for e in seen] == ["a", "b"] and seen[0].id < seen[1].id
     finally:
         engine.dispose()
+
+
+def _terminate_backends(url: str, pids: set[int] | None = None) -> int:
+    """``pg_terminate_backend`` (what a restart does to each client) of the connections to
+    ``url``'s database other than this one, or of ``pids``; waits until they are gone."""
+    conninfo = url.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+        doomed = [pid for (pid,) in found if pids is None or pid in pids]
+        for pid in doomed:
+            conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+        deadline = time.monotonic() + 10
+        while conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [doomed]
+        ).fetchone() != (0,):
+            assert time.monotonic() < deadline, "the terminated backends did not go away"
+            time.sleep(0.05)
+    return len(doomed)
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(tmp_path: Path) -> None:
+    """No pre-ping round trip, and still no error: the pool drops a connection whose server
+    side is gone (terminated, as by a restart) when it is checked out, and opens a new one."""
+    url = database_url("postgresql", tmp_path)
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            first = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        assert engine.pool.checkedin() == 1  # pooled, and now killed on the server
+        assert _terminate_backends(url, {int(first)}) == 1
+        with engine.connect() as conn:
+            second = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        assert second != first
+    finally:
+        engine.dispose()
+
+
+def test_the_cloud_answers_every_request_after_its_connections_were_cut(
+    pair: tuple[CloudServer, CloudServer], tmp_path: Path
+) -> None:
+    """Every connection of both processes to their database cut (LISTEN included), as by a
+    restart: the next releases and listings all succeed, on both processes."""
+    a, b = pair
+    with a.node_client("node2") as origin:
+        jobs = [held_job(origin, tmp_path)[0] for _ in range(6)]
+    with a.admin_client() as admin:
+        admin.list_jobs(user="alice")  # fill the pool
+        assert _terminate_backends(a.config.database_url) >= 2
+        for job in jobs:
+            assert admin.release(job.uuid, "alice", PINS["alice"], "printer2").state is (
+                JobState.RELEASED
+            )
+            assert job.uuid in {j.uuid for j in admin.list_jobs(user="alice")}
+    with b.admin_client() as admin:
+        assert all(admin.get_job(j.uuid).state is JobState.RELEASED for j in jobs)

@@ -9,6 +9,7 @@ seconds since the epoch as floats, options and event payloads are JSON.
 from __future__ import annotations
 
 import logging
+import select
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -265,7 +266,26 @@ def make_engine(database_url: str, *, background_checkpoints: bool = False) -> E
         if background_checkpoints:
             event.listen(engine, "connect", _sqlite_no_autocheckpoint)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, json_deserializer=orjson.loads)
+    engine = sa.create_engine(url, json_deserializer=orjson.loads)
+    event.listen(engine, "checkout", _closed_by_server)
+    return engine
+
+
+def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Refuse a pooled PostgreSQL connection the server has closed (a restart, an admin's
+    ``pg_terminate_backend``, an idle timeout); the pool then opens a new one. This is
+    ``pool_pre_ping`` without its round trip (2 of a PIN release's 20): the server sends an idle
+    connection nothing but the notice that ends it, so a socket with something to read, or none,
+    is one to drop. (The LISTEN connection of ``notify.PgNotifier`` is not pooled.)"""
+    if getattr(dbapi_connection, "broken", False) or getattr(dbapi_connection, "closed", False):
+        raise sa.exc.DisconnectionError("the pooled connection is closed")
+    try:
+        fd = dbapi_connection.pgconn.socket
+    except Exception as exc:  # psycopg.OperationalError: no socket any more
+        raise sa.exc.DisconnectionError(f"the pooled connection has no socket: {exc}") from exc
+    readable, _, _ = select.select([fd], [], [], 0)
+    if readable:
+        raise sa.exc.DisconnectionError("the server closed the pooled connection")
 
 
 # Past this many frames (16 MiB of 4 KiB pages) a checkpoint also restarts the WAL: under

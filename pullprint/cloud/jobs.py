@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -155,10 +155,18 @@ def _select() -> sa.Select[Any]:
 # more than running it (SQLAlchemy's construction and cache key; measured on bench.cloud).
 _BY_UUID = _select().where(jobs.c.uuid == sa.bindparam("b_uuid"))
 _PRINTER = sa.select(printers).where(printers.c.name == sa.bindparam("b_name"))
-_RELEASE = sa.update(jobs).where(
-    jobs.c.uuid == sa.bindparam("b_uuid"), jobs.c.state.in_(_RELEASABLE)
+# A release's two updates return the rows they leave, so the released job is not read back.
+_RELEASE = (
+    sa.update(jobs)
+    .where(jobs.c.uuid == sa.bindparam("b_uuid"), jobs.c.state.in_(_RELEASABLE))
+    .returning(*jobs.c)
 )
-_TX_ACCOUNT = sa.update(transactions).where(transactions.c.job_uuid == sa.bindparam("b_uuid"))
+_TX_ACCOUNT = (
+    sa.update(transactions)
+    .where(transactions.c.job_uuid == sa.bindparam("b_uuid"))
+    .returning(*(c.label(f"tx_{c.name}") for c in transactions.c))
+)
+_NO_TRANSACTION = {f"tx_{c.name}": None for c in transactions.c}  # the outer join's nulls
 _NEWEST_FIRST = _select().order_by(jobs.c.created_at.desc(), jobs.c.uuid)
 _OF_OWNER = jobs.c.owner == sa.bindparam("b_owner")
 _OF_OWNERS = jobs.c.owner.in_(sa.bindparam("b_owners", expanding=True))
@@ -177,7 +185,7 @@ _LIST_OWNER = _listing(_OF_OWNER)
 _LIST_OWNERS = _listing(_OF_OWNERS)
 
 
-def _from_row(row: RowMapping) -> _Row:
+def _from_row(row: Mapping[Any, Any]) -> _Row:
     transaction: Transaction | None = None
     if row["tx_id"] is not None:
         transaction = ledger.from_row(row, "tx_", account=True)
@@ -237,6 +245,10 @@ class JobBook:
         unknown_user: str = "refuse",
     ) -> None:
         self._engine = engine
+        # Reads run outside a transaction, which saves PostgreSQL's BEGIN and ROLLBACK round
+        # trips and changes nothing they see: under read committed each statement takes its own
+        # snapshot anyway, and Python's sqlite3 never began a transaction for a SELECT.
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._unknown_user = unknown_user
         self._documents = documents
         self._notifier = notifier
@@ -257,7 +269,7 @@ class JobBook:
         return _from_row(row)
 
     def _read(self, uuid: str) -> _Row:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return self._load(conn, uuid)
 
     def get(self, caller: Principal, uuid: str) -> Job:
@@ -270,7 +282,7 @@ class JobBook:
     def list_for(self, user: str, state: JobState | None = None) -> list[Job]:
         """The jobs ``user`` may see and release: their own, and those of every owner who
         delegated to them (directly or through a group), newest first."""
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             delegating = groups.owners_delegating_to(conn, user)
             if delegating:
                 rows = self._rows(conn, _LIST_OWNERS, state, b_owners=[user, *delegating])
@@ -280,7 +292,7 @@ class JobBook:
 
     def list(self, user: str | None = None, state: JobState | None = None) -> list[Job]:
         """Jobs, newest first, optionally of one owner and/or in one state."""
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             if user is None:
                 rows = self._rows(conn, _LIST_ALL, state)
             else:
@@ -305,7 +317,7 @@ class JobBook:
         if caller.role is Role.USER:
             if caller.user == row.job.owner:
                 return
-            with self._engine.connect() as conn:
+            with self._reads.connect() as conn:
                 if groups.account_for(conn, row.job.owner, caller.user) is not None:
                     return
             raise Forbidden(403, f"job {row.job.uuid} is not yours and was not delegated to you")
@@ -399,7 +411,7 @@ class JobBook:
         return row.job, True
 
     def _registered(self, uuid: str) -> bool:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             found = conn.execute(sa.select(jobs.c.uuid).where(jobs.c.uuid == uuid)).first()
         return found is not None
 
@@ -442,7 +454,7 @@ class JobBook:
         a job that waits for an admin to assign it)."""
         if row.job.owner == UNASSIGNED:
             return row.job
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             policy = policies.get(conn, policies.Scope.QUEUE, row.job.queue)
         if policy is None or policy.mode is not ReleaseMode.AUTOMATIC or not policy.printer:
             return row.job
@@ -531,7 +543,7 @@ class JobBook:
         the caller's session (a signed-in user; at a terminal only to the terminal's printer).
         An operator (or signed-in admin) releases any job without a PIN."""
         session = caller if caller is not None and caller.user else None
-        with self._engine.connect() as conn:  # one connection for what the release reads
+        with self._reads.connect() as conn:  # one connection for what the release reads
             row = self._load(conn, uuid)
             if session is not None and session.terminal and req.printer != session.printer:
                 raise Forbidden(
@@ -566,7 +578,7 @@ class JobBook:
     def operator_release(self, caller: Principal, uuid: str, printer: str, operator: str) -> Job:
         """An operator released the job in CUPS (its web UI's "Release Job"): the job's origin
         node passes that on, with no PIN (CUPS authenticated the operator)."""
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = self._load(conn, uuid)
             found = self._printer(conn, printer)
         if caller.role is not Role.ADMIN and caller.node != row.job.origin:
@@ -616,7 +628,7 @@ class JobBook:
         if isinstance(printer_name, Printer):
             printer = printer_name
         else:
-            with self._engine.connect() as conn:
+            with self._reads.connect() as conn:
                 printer = printer_rows.get(conn, printer_name)
         if printer is None:
             raise NotFound(404, f"no printer {printer_name}")
@@ -652,13 +664,16 @@ class JobBook:
                     "updated_at": self._clock(),
                 },
             )
-            if done.rowcount == 1:
-                conn.execute(_TX_ACCOUNT, {"b_uuid": uuid, "account": account})
+            job_row = done.mappings().first()
+            if job_row is not None:
+                tx_row = conn.execute(_TX_ACCOUNT, {"b_uuid": uuid, "account": account})
+                tx_columns = tx_row.mappings().first() or _NO_TRANSACTION
                 # accounting: hold (or 402); it reads the account choice from the job
                 ledger.reserve(conn, replace(row.job, account=account), printer, options)
                 events.append_released(conn, uuid, printer, options)
                 self._notifier.notify_at_commit(conn, printer.node)
-                released = self._load(conn, uuid).job
+                joined = {**job_row, **tx_columns, "printer_node": printer.node}
+                released = _from_row(joined).job
         if released is None:
             raise Conflict(409, f"job is {self._read(uuid).job.state}, not held")
         self._notifier.notify_committed(printer.node)
@@ -677,7 +692,7 @@ class JobBook:
         username sign-in)."""
         if pin is not None and not self._users.verify(user, pin):
             raise WrongSecret(403, f"wrong PIN for user {user}")
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             printer = printer_rows.get(conn, printer_name)
             if printer is None:
                 raise NotFound(404, f"no printer {printer_name}")
@@ -970,7 +985,7 @@ class JobBook:
         now = self._clock() if now is None else now
         unprinted = (*_RELEASABLE, JobState.RELEASED.value)
         final = tuple(s.value for s in FINAL_STATES)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             old = conn.execute(
                 sa.select(jobs.c.uuid).where(
                     jobs.c.state.in_(unprinted), jobs.c.created_at < now - self._expire_seconds
