@@ -67,8 +67,10 @@ class EventKind(enum.StrEnum):
 def _fields_of(obj: Any) -> dict[str, Any]:
     """A dataclass's fields by name, values as they are (``asdict`` without its deep copy,
     which made ``Job.to_json`` the slowest part of listing 100 jobs): the caller converts the
-    values that are not JSON as they stand and copies the mutable ones it hands out."""
-    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
+    values that are not JSON as they stand and copies the mutable ones it hands out. The
+    instance's ``__dict__`` holds exactly its fields (no slots, no other attributes; a test
+    checks each model), and copying it is a third of the cost of reading them one by one."""
+    return dict(obj.__dict__)
 
 
 @dataclass(frozen=True)

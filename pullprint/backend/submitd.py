@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pullprint import config as configmod
+from pullprint import startup
 from pullprint.backend.hold import BackendContext, Cloud, UploadLater, cups_job_uuid, run_job
 from pullprint.backend.spool import Spool
 from pullprint.cloudsync.client import CloudClient
@@ -479,6 +480,7 @@ def _close(fd: int) -> None:
 def serve(config: configmod.Config) -> None:
     """Run submitd until SIGTERM or SIGINT; then finish the jobs being handled and exit."""
     submitd = Submitd(config).start()
+    startup.freeze()
 
     def stop(_sig: int, _frame: object) -> None:
         threading.Thread(target=submitd.shutdown, daemon=True).start()

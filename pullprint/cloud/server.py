@@ -9,13 +9,13 @@ at once so shutdown takes milliseconds, not ``long_poll_seconds``.
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
 
+from pullprint import startup
 from pullprint.cloud.app import Cloud, create_app
 from pullprint.config import CloudConfig, DirectoryConfig, OidcConfig
 
@@ -74,16 +74,5 @@ def run(
         uv_config.http,
         uv_config.loop,
     )
-    _freeze_start_up()
+    startup.freeze()
     _Server(uv_config, on_exit=cloud.notifier.close_threadsafe).run()
-
-
-def _freeze_start_up() -> None:
-    """Keep the collector off what the start-up made. Its objects (modules, the app's routes,
-    SQLAlchemy's tables and statements: about 150,000) live as long as the process, yet every
-    full collection walked them all: 116 ms here, on whichever request's garbage started it.
-    ``gc.freeze`` moves them to a generation no collection visits; a full collection then walks
-    only what came after (0.0 ms just after the start)."""
-    gc.collect()
-    gc.freeze()
-    log.debug("%d objects of the start-up frozen", gc.get_freeze_count())
