@@ -271,6 +271,17 @@ def make_engine(database_url: str, *, background_checkpoints: bool = False) -> E
     return engine
 
 
+def reader(engine: Engine) -> Engine:
+    """``engine`` for reads outside a transaction. On PostgreSQL that saves the BEGIN and
+    ROLLBACK round trips and changes nothing a read sees: under read committed each statement
+    takes its own snapshot anyway. SQLite's engine as it is: Python's sqlite3 never begins a
+    transaction for a SELECT, and SQLAlchemy's autocommit there costs a ``PRAGMA`` at every
+    return of a connection to the pool."""
+    if engine.dialect.name == "sqlite":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """Refuse a pooled PostgreSQL connection the server has closed (a restart, an admin's
     ``pg_terminate_backend``, an idle timeout); the pool then opens a new one. This is

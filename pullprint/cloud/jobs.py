@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from pullprint.cloud import events, groups, ledger, policies
+from pullprint.cloud import db, events, groups, ledger, policies
 from pullprint.cloud import printers as printer_rows
 from pullprint.cloud.auth import Principal, Role
 from pullprint.cloud.db import document_keys, jobs, printers, transactions
@@ -245,10 +245,7 @@ class JobBook:
         unknown_user: str = "refuse",
     ) -> None:
         self._engine = engine
-        # Reads run outside a transaction, which saves PostgreSQL's BEGIN and ROLLBACK round
-        # trips and changes nothing they see: under read committed each statement takes its own
-        # snapshot anyway, and Python's sqlite3 never began a transaction for a SELECT.
-        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._reads = db.reader(engine)
         self._unknown_user = unknown_user
         self._documents = documents
         self._notifier = notifier
