@@ -285,9 +285,9 @@ def reader(engine: Engine) -> Engine:
 def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """Refuse a pooled PostgreSQL connection the server has closed (a restart, an admin's
     ``pg_terminate_backend``, an idle timeout); the pool then opens a new one. This is
-    ``pool_pre_ping`` without its round trip (2 of a PIN release's 20): the server sends an idle
-    connection nothing but the notice that ends it, so a socket with something to read, or none,
-    is one to drop. (The LISTEN connection of ``notify.PgNotifier`` is not pooled.)"""
+    ``pool_pre_ping`` without its round trip (2 of the 20 a PIN release made): the server sends
+    an idle connection nothing but the notice that ends it, so a socket with something to read,
+    or none, is one to drop. (The LISTEN connection of ``notify.PgNotifier`` is not pooled.)"""
     if getattr(dbapi_connection, "broken", False) or getattr(dbapi_connection, "closed", False):
         raise sa.exc.DisconnectionError("the pooled connection is closed")
     try:
