@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy.pool import QueuePool
 
 from pullprint.cloud import db, events
 from pullprint.errors import Conflict
@@ -192,7 +193,8 @@ def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(tmp_path:
     engine = db.make_engine(url)
     try:
         with engine.connect() as conn:
-            first = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            first = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        assert isinstance(engine.pool, QueuePool)
         assert engine.pool.checkedin() == 1  # pooled, and now killed on the server
         assert _terminate_backends(url, {int(first)}) == 1
         with engine.connect() as conn:
