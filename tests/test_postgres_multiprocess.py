@@ -6,6 +6,8 @@ although transactions commit out of id order (per-node advisory lock)."""
 from __future__ import annotations
 
 import logging
+import os
+import resource
 import threading
 import time
 from collections.abc import Iterator
@@ -222,3 +224,27 @@ def test_the_cloud_answers_every_request_after_its_connections_were_cut(
             assert job.uuid in {j.uuid for j in admin.list_jobs(user="alice")}
     with b.admin_client() as admin:
         assert all(admin.get_job(j.uuid).state is JobState.RELEASED for j in jobs)
+
+
+def test_the_checkout_check_takes_descriptors_past_1023(tmp_path: Path) -> None:
+    """A busy server has more than 1,023 descriptors open (long-polls, uploads); a pooled
+    connection's socket above that number is checked as any other (``select.select`` could
+    not take it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    url = database_url("postgresql", tmp_path)
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+            raw = conn.connection.dbapi_connection
+            assert raw is not None and raw.pgconn.socket > 1023
+        with engine.connect() as conn:  # the pooled connection, checked at checkout
+            assert conn.exec_driver_sql("SELECT 2").scalar_one() == 2
+    finally:
+        engine.dispose()
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

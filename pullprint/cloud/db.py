@@ -294,8 +294,9 @@ def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         fd = dbapi_connection.pgconn.socket
     except Exception as exc:  # psycopg.OperationalError: no socket any more
         raise sa.exc.DisconnectionError(f"the pooled connection has no socket: {exc}") from exc
-    readable, _, _ = select.select([fd], [], [], 0)
-    if readable:
+    poller = select.poll()  # not select.select: a busy server's descriptors pass 1,023
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    if poller.poll(0):  # data, end of file, an error or a hang-up
         raise sa.exc.DisconnectionError("the server closed the pooled connection")
 
 
