@@ -288,11 +288,13 @@ def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     ``pool_pre_ping`` without its round trip (2 of the 20 a PIN release made): the server sends
     an idle connection nothing but the notice that ends it, so a socket with something to read,
     or none, is one to drop. (The LISTEN connection of ``notify.PgNotifier`` is not pooled.)"""
-    if getattr(dbapi_connection, "broken", False) or getattr(dbapi_connection, "closed", False):
+    import psycopg  # the driver of this connection: imported already
+
+    if dbapi_connection.broken or dbapi_connection.closed:
         raise sa.exc.DisconnectionError("the pooled connection is closed")
     try:
         fd = dbapi_connection.pgconn.socket
-    except Exception as exc:  # psycopg.OperationalError: no socket any more
+    except psycopg.OperationalError as exc:  # no socket any more
         raise sa.exc.DisconnectionError(f"the pooled connection has no socket: {exc}") from exc
     poller = select.poll()  # not select.select: a busy server's descriptors pass 1,023
     poller.register(fd, select.POLLIN | select.POLLPRI)

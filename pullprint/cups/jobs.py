@@ -105,7 +105,9 @@ class CupsJobs:
         )
 
     def jobs(self, queue: str | None = None) -> list[CupsJob]:
-        """Every job cupsd knows (active and finished), optionally of one queue."""
+        """Every job of a printer that cupsd knows (active and finished), optionally of one
+        queue. Not the jobs sent to a class (a pool of queues): pycups' Get-Jobs leaves them
+        out (``tests/test_pool.py``); ask for those by id with :meth:`job`."""
 
         def get(conn: Any) -> list[CupsJob]:
             found = conn.getJobs(
