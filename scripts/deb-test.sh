@@ -139,6 +139,12 @@ check_stat() { # path expected-"mode owner:group"
 }
 check_stat /usr/lib/cups/backend/pullprint "700 root:root"
 check_stat /usr/lib/cups/filter/pullprint-finish "755 root:root"
+check_stat /usr/lib/pullprint/bin/backend "700 root:root"
+check_stat /usr/lib/pullprint/bin/filter "755 root:root"
+for f in /usr/lib/cups/backend/pullprint /usr/lib/cups/filter/pullprint-finish; do
+  [ "$(head -c 4 "$ROOT$f" | od -An -c | tr -d ' ')" = '177ELF' ] || fail "$f is not the compiled hand-off"
+done
+echo "  ok backend and filter are the compiled hand-off (handoff.c) over /usr/lib/pullprint/bin/"
 check_stat /usr/bin/pullprint "755 root:root"
 check_stat /usr/share/ppd/pullprint/pullprint.ppd "644 root:root"
 check_stat /etc/pullprint/pullprint.toml "640 root:pullprint"

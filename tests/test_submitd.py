@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -307,7 +308,8 @@ def test_lp_reads_the_byte_code_the_executables_start_with(tmp_path: Path) -> No
         path.parent.chmod(0o700)
         if path.exists():
             path.chmod(0o600)
-    install.write_filter(tmp_path / "pullprint-finish")
+    (tmp_path / "filter").mkdir()
+    install.write_filter(tmp_path / "filter" / "pullprint-finish")
     for path in cached:
         assert path.exists()
         assert path.stat().st_mode & 0o044 == 0o044 and path.parent.stat().st_mode & 0o055
@@ -315,3 +317,107 @@ def test_lp_reads_the_byte_code_the_executables_start_with(tmp_path: Path) -> No
         f"paths = {[str(p) for p in cached]!r}\nprint(all(open(p, 'rb').read(16) for p in paths))\n"
     )
     assert _as_user("lp", code).strip() == "True"
+
+
+# -- the executables are the C hand-off (pullprint/cups/handoff.c) --------------------------------
+
+
+def test_the_executables_are_the_compiled_handoff_over_python_shells(fast: Stack) -> None:
+    """cupsd runs handoff.c, compiled by install.py (~1 ms to start where Python took ~20);
+    the Python shells it executes to run a job in-process are in <ServerBin>/pullprint/."""
+    assert fast.cups is not None
+    bindir = fast.cups.root / "bin"
+    for role, path, mode in (
+        ("backend", bindir / "backend" / "pullprint", 0o700),
+        ("filter", bindir / "filter" / "pullprint-finish", 0o755),
+    ):
+        assert path.read_bytes()[:4] == b"\x7fELF", f"{path} is not the compiled hand-off"
+        shell = bindir / install.SHELLS / role
+        assert shell.read_text().startswith(f"#!{sys.executable} -IS\n")
+        for each in (path, shell):
+            st = each.stat()
+            assert (st.st_mode & 0o7777, st.st_uid) == (mode, 0), each
+    assert (bindir / install.SHELLS).stat().st_mode & 0o7777 == 0o755
+
+
+@pytest.mark.parametrize("role", install.ROLES)
+def test_handoff_c_compiles_without_a_warning(tmp_path: Path, role: str) -> None:
+    cc = install.c_compiler()
+    assert cc is not None, "no C compiler: CI installs gcc (scripts/install-deps.sh)"
+    defines = ["-DPULLPRINT_BACKEND"] if role == "backend" else []
+    strict = ["-Werror", "-Wshadow", "-Wconversion", "-Wformat=2", "-Wmissing-prototypes"]
+    source, output = str(install.HANDOFF_SOURCE), str(tmp_path / role)
+    out = subprocess.run(
+        [*cc, *install.CFLAGS, *strict, *defines, "-o", output, source],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_the_python_shell_takes_argv0_and_resume_from_handoff_c(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(handoff.ENV_ARGV0, "pullprint:/")
+    monkeypatch.setenv(handoff.ENV_RESUME, "1")
+    argv = ["/srv/cups/pullprint/backend", "7", "alice", "t", "1", ""]
+    assert handoff._from_handoff_c(argv) is True
+    assert argv[0] == "pullprint:/"
+    assert handoff.ENV_ARGV0 not in os.environ and handoff.ENV_RESUME not in os.environ
+    assert handoff._from_handoff_c(argv) is False  # a shell cupsd ran itself
+
+
+def test_sigterm_while_the_document_arrives_registers_nothing(fast: Stack, world_dir: Path) -> None:
+    """The C backend, connected to submitd, killed while it spools a half-sent document: it
+    says so and exits 1, submitd never got the job, nothing is registered or spooled."""
+    assert fast.cups is not None
+    backend = fast.cups.root / "bin" / "backend" / "pullprint"
+    env = dict(
+        os.environ,
+        PULLPRINT_CONFIG=str(fast.config_path),
+        PULLPRINT_SUBMIT_SOCKET=str(fast.submit_socket),
+        DEVICE_URI="pullprint:/",
+        PRINTER="PullPrint",
+        TMPDIR=str(fast.root),
+    )
+    proc = subprocess.Popen(
+        [str(backend), "78", "alice", "half", "1", ""],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    doc = make_pdf(world_dir / "big.pdf", 40).read_bytes()
+    proc.stdin.write(doc[: len(doc) // 2])
+    proc.stdin.flush()
+    time.sleep(1.0)  # connected, greeted, blocked reading the rest
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 1
+    proc.stdin.close()
+    err = proc.stderr.read().decode()
+    assert f"INFO: {handoff.STOPPED}" in err, err
+    assert handled(fast, "backend", 78) == []
+    assert registered(fast, 78) == 0
+    spool = fast.root / "spool"
+    assert not (spool / "docs").exists() or list((spool / "docs").iterdir()) == []
+
+
+def test_a_document_over_the_limit_is_refused_naming_it(world_dir: Path) -> None:
+    """The C backend spools at most node.max_document_bytes + 1 bytes; submitd refuses the job
+    with the limit's name and size, and nothing is registered."""
+    limit = 10_000
+    with Stack(
+        world_dir / "stack",
+        start_node=False,
+        submitd=True,
+        node_options={"max_document_bytes": limit},
+    ) as stack:
+        assert stack.cups is not None
+        doc = make_pdf(world_dir / "big.pdf", 60)
+        assert doc.stat().st_size > limit
+        cups_job = stack.cups.lp(doc, user="alice")
+        attrs = stack.cups.wait_job(cups_job, STOPPED, timeout=60)
+        message = str(attrs.get("job-printer-state-message", ""))
+        assert f"larger than the limit of {limit} bytes (node.max_document_bytes)" in message
+        assert handled(stack, "backend", cups_job) == ["1"]
+        assert registered(stack, cups_job) == 0

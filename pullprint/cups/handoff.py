@@ -1,4 +1,11 @@
-"""The hand-off from the CUPS filter and backend executables to ``pullprint submitd``.
+"""The hand-off from the CUPS filter and backend executables to ``pullprint submitd``, and the
+Python shells' entry points.
+
+The installed executables are the C program ``handoff.c`` (``pullprint.cups.install``), which
+does this module's hand-off in ~1 ms and executes the Python shell (:func:`filter_main`,
+:func:`backend_main`) only to run a job in-process, with ``PULLPRINT_SUBMIT_SOCKET=off``, its
+argv[0] in ``PULLPRINT_ARGV0`` and, to finish a first run submitd took, ``PULLPRINT_RESUME=1``.
+Where no C compiler was found the Python shell is the executable and does the hand-off below.
 
 cupsd starts a filter and a backend process per job; starting Python with pikepdf, requests and
 pydantic costs more than the work. So the executables start with this module only (standard
@@ -38,6 +45,8 @@ if TYPE_CHECKING:
 DEFAULT_SOCKET = "/run/pullprint/submit.sock"  # node.submit_socket's default
 ENV_SOCKET = "PULLPRINT_SUBMIT_SOCKET"  # "" or "off": no hand-off
 ENV_CONFIG = "PULLPRINT_CONFIG"  # pullprint.config.ENV_VAR
+ENV_ARGV0 = "PULLPRINT_ARGV0"  # set by handoff.c: the argv[0] cupsd gave it
+ENV_RESUME = "PULLPRINT_RESUME"  # "1" from handoff.c: finish the first run submitd took
 DEFAULT_CONFIG = "/etc/pullprint/pullprint.toml"  # pullprint.config.DEFAULT_PATH
 PROTOCOL = "pullprint-submit/1"
 MAX_REQUEST = 1 << 20  # bytes of one request (argv + env); argv[5] of a real job is a few KB
@@ -249,6 +258,15 @@ def _restore_stdin(fd: int) -> None:
 # -- the two executables ---------------------------------------------------------------------
 
 
+def _from_handoff_c(argv: list[str]) -> bool:
+    """Take what handoff.c passed when it executed this shell: argv[0] back in ``argv``;
+    returns True when it asks to finish a first run submitd took (``resume``)."""
+    argv0 = os.environ.pop(ENV_ARGV0, None)
+    if argv0 is not None and argv:
+        argv[0] = argv0
+    return os.environ.pop(ENV_RESUME, "") == "1"
+
+
 def _reach(argv: list[str]) -> tuple[_socket.socket, int] | None:
     """The connection to submitd for a job's argv, or None (no job, switched off, not there)."""
     path = socket_path()
@@ -264,6 +282,7 @@ def _reach(argv: list[str]) -> tuple[_socket.socket, int] | None:
 def filter_main(argv: list[str] | None = None) -> int:
     """The filter executable ``pullprint-finish``: hand off to submitd, else run in-process."""
     argv = list(sys.argv if argv is None else argv)
+    _from_handoff_c(argv)
     spooled: int | None = None
     reached = _reach(argv)
     if reached is not None:
@@ -297,9 +316,9 @@ def backend_main(argv: list[str] | None = None) -> int:
     """The backend executable ``pullprint``: hand a job's first run off to submitd, else run
     in-process (discovery, re-runs of held jobs, no submitd)."""
     argv = list(sys.argv if argv is None else argv)
-    resume = False
+    resume = _from_handoff_c(argv)
     spooled: int | None = None
-    reached = _reach(argv)
+    reached = None if resume else _reach(argv)
     if reached is not None:
         sock, limit = reached
         stopping = [False, True]  # [SIGTERM came, reading stdin (interruptible)]
