@@ -15,6 +15,7 @@ from __future__ import annotations
 import calendar
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -176,18 +177,22 @@ _POST_JOURNALED = {False: _journaled(_POST), True: _journaled(_POST_ENFORCED)}
 def get(conn: Connection, ref: AccountRef) -> Account | None:
     """The account, or None."""
     row = conn.execute(_GET, {"b_kind": ref.kind, "b_name": ref.name}).mappings().first()
-    if row is None:
-        return None
-    currency = str(row["currency"])
+    return None if row is None else from_row(row)
+
+
+def from_row(row: Mapping[Any, Any], prefix: str = "") -> Account:
+    """The model of an ``accounts`` row (its columns named ``prefix`` + column in ``row``, as in
+    a join)."""
+    currency = str(row[prefix + "currency"])
     return Account(
-        kind=str(row["kind"]),
-        name=str(row["name"]),
+        kind=str(row[prefix + "kind"]),
+        name=str(row[prefix + "name"]),
         currency=currency,
-        balance=ledger.from_minor(int(row["balance_minor"]), currency),
-        enforced=bool(row["enforced"]),
-        overdraft=ledger.from_minor(int(row["overdraft_minor"]), currency),
-        quota_pages=row["quota_pages"],
-        members=tuple(row["members"] or ()),
+        balance=ledger.from_minor(int(row[prefix + "balance_minor"]), currency),
+        enforced=bool(row[prefix + "enforced"]),
+        overdraft=ledger.from_minor(int(row[prefix + "overdraft_minor"]), currency),
+        quota_pages=row[prefix + "quota_pages"],
+        members=tuple(row[prefix + "members"] or ()),
     )
 
 
