@@ -11,6 +11,7 @@ import hashlib
 import io
 import uuid as uuidlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -499,3 +500,30 @@ def test_an_unknown_shared_account_is_refused(
         admin.release(job.uuid, "alice", "1234", "printer1", account="nobody-knows")
     assert refused.value.status in (403, 404)
     assert admin.get_job(job.uuid).state is JobState.HELD
+
+
+def test_concurrent_releases_never_overdraw_an_enforced_account(
+    cloud: CloudServer, admin: CloudClient, node: CloudClient, acc: AccountingClient, tmp_path: Path
+) -> None:
+    """The hold is one conditional update: of many releases at once against one enforced
+    account, exactly those its credit covers succeed, the rest are refused (402) and stay held."""
+    admin.add_user("carol", "2468")
+    acc.request("PUT", "/accounts/personal/carol", json={"enforced": True, "overdraft": "0.05"})
+    acc.request("POST", "/accounts/personal/carol/adjust", json={"amount": "0.45"})
+    jobs = [held(node, tmp_path, owner="carol", pages=2) for _ in range(8)]  # 0.10 each
+
+    def release(job: Job) -> int:
+        with cloud.admin_client() as client:
+            try:
+                client.release(job.uuid, "carol", "2468", "flat")
+            except CloudRefused as exc:
+                return exc.status
+            return 200
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(release, jobs))
+    assert sorted(statuses) == [200] * 5 + [402] * 3  # 0.45 + 0.05 covers five holds
+    assert balance(acc, "personal:carol") == Decimal("-0.05")
+    assert balance(acc, "personal:carol") == journal_total(acc, "personal:carol")
+    states = [admin.get_job(job.uuid).state for job in jobs]
+    assert sorted(s.value for s in states) == sorted(["released"] * 5 + ["held"] * 3), states

@@ -1,8 +1,9 @@
 """Personal and shared accounts: balances, holds, charges and adjustments, all journaled.
 
 Every balance change is one conditional UPDATE of ``accounts.balance_minor`` plus one
-``account_entries`` row in the caller's database transaction, so the balance always equals the sum
-of its entries and two concurrent releases can never both spend the same credit.
+``account_entries`` row in the caller's database transaction (on PostgreSQL one statement, the
+UPDATE in a CTE), so the balance always equals the sum of its entries and two concurrent releases
+can never both spend the same credit.
 
 An account that was never configured is created on first use, *not enforced* (post-paid: its
 balance may go below zero). An enforced account refuses a hold that would take the balance below
@@ -14,6 +15,7 @@ from __future__ import annotations
 import calendar
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -140,21 +142,57 @@ _POST_ENFORCED = _POST.where(
 _JOURNAL = sa.insert(account_entries)
 
 
+def _journaled(update: sa.Update) -> sa.Insert:
+    """PostgreSQL: ``update`` and its journal row in one statement (one round trip). The UPDATE
+    runs in a CTE; the entry is inserted from what it returns, so a refused or missing account
+    inserts nothing (no row returned). The UPDATE's row lock and re-check of its WHERE under
+    concurrency are the same as on its own."""
+    moved = (
+        update.values(updated_at=sa.bindparam("b_now"))
+        .returning(accounts.c.kind, accounts.c.name)
+        .cte("moved")
+    )
+    entry = sa.select(
+        moved.c.kind,
+        moved.c.name,
+        sa.bindparam("b_tx", type_=sa.BigInteger),
+        sa.bindparam("b_uuid", type_=sa.String),
+        sa.bindparam("b_entry", type_=sa.String),
+        sa.bindparam("b_amount", type_=sa.BigInteger),
+        sa.bindparam("b_comment", type_=sa.String),
+        sa.bindparam("b_now", type_=sa.Float),
+    )
+    columns = ("account_kind", "account_name", "transaction_id", "job_uuid", "kind")
+    return (
+        sa.insert(account_entries)
+        .from_select([*columns, "amount_minor", "comment", "created_at"], entry)
+        .add_cte(moved)
+        .returning(account_entries.c.id)
+    )
+
+
+_POST_JOURNALED = {False: _journaled(_POST), True: _journaled(_POST_ENFORCED)}
+
+
 def get(conn: Connection, ref: AccountRef) -> Account | None:
     """The account, or None."""
     row = conn.execute(_GET, {"b_kind": ref.kind, "b_name": ref.name}).mappings().first()
-    if row is None:
-        return None
-    currency = str(row["currency"])
+    return None if row is None else from_row(row)
+
+
+def from_row(row: Mapping[Any, Any], prefix: str = "") -> Account:
+    """The model of an ``accounts`` row (its columns named ``prefix`` + column in ``row``, as in
+    a join)."""
+    currency = str(row[prefix + "currency"])
     return Account(
-        kind=str(row["kind"]),
-        name=str(row["name"]),
+        kind=str(row[prefix + "kind"]),
+        name=str(row[prefix + "name"]),
         currency=currency,
-        balance=ledger.from_minor(int(row["balance_minor"]), currency),
-        enforced=bool(row["enforced"]),
-        overdraft=ledger.from_minor(int(row["overdraft_minor"]), currency),
-        quota_pages=row["quota_pages"],
-        members=tuple(row["members"] or ()),
+        balance=ledger.from_minor(int(row[prefix + "balance_minor"]), currency),
+        enforced=bool(row[prefix + "enforced"]),
+        overdraft=ledger.from_minor(int(row[prefix + "overdraft_minor"]), currency),
+        quota_pages=row[prefix + "quota_pages"],
+        members=tuple(row[prefix + "members"] or ()),
     )
 
 
@@ -212,13 +250,20 @@ def post(
 ) -> bool:
     """Add ``amount_minor`` (negative = debit) to the balance and journal it. With ``enforce``
     an enforced account refuses (returns False, changes nothing) if the balance would fall below
-    ``-overdraft``. The account must exist (``ensure``)."""
-    query = _POST_ENFORCED if enforce and amount_minor < 0 else _POST
+    ``-overdraft``. The account must exist (``ensure``). On PostgreSQL the update and its
+    journal row are one statement."""
+    enforced = enforce and amount_minor < 0
+    journal = bool(amount_minor) or kind == "adjustment"
     params = {"b_kind": ref.kind, "b_name": ref.name, "b_amount": amount_minor}
+    if journal and conn.dialect.name == "postgresql":
+        entry: dict[str, Any] = {"b_tx": transaction_id, "b_uuid": job_uuid, "b_entry": kind}
+        entry.update(b_comment=comment[:255], b_now=time.time())
+        return conn.execute(_POST_JOURNALED[enforced], {**params, **entry}).first() is not None
+    query = _POST_ENFORCED if enforced else _POST
     done = conn.execute(query, {**params, "updated_at": time.time()})
     if done.rowcount != 1:
         return False
-    if amount_minor or kind == "adjustment":
+    if journal:
         conn.execute(
             _JOURNAL,
             {

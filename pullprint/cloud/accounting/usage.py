@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from pullprint.cloud import ledger
 from pullprint.cloud.accounting import accounts
-from pullprint.cloud.accounting.accounts import PERSONAL, AccountRef, InsufficientCredit
+from pullprint.cloud.accounting.accounts import PERSONAL, Account, AccountRef, InsufficientCredit
 from pullprint.cloud.accounting.pricing import (
     JobAttributes,
     PriceEntry,
@@ -36,6 +36,7 @@ from pullprint.cloud.accounting.pricing import (
     reconcile,
 )
 from pullprint.cloud.accounting.tables import accounting_printers, price_entries, usage_details
+from pullprint.cloud.accounting.tables import accounts as account_rows
 from pullprint.cloud.db import jobs, transactions
 from pullprint.errors import Forbidden, NotFound
 from pullprint.model import Job, Printer, TransactionStatus
@@ -66,12 +67,59 @@ class PrinterPricing:
     papercut: bool
 
 
-# Built once: these run in every release (building one costs more than running it).
+# Built once: these run often (building one costs more than running it).
 _PRICING = sa.select(accounting_printers).where(
     accounting_printers.c.printer == sa.bindparam("b_printer")
 )
 _DETAILS = sa.select(usage_details).where(usage_details.c.job_uuid == sa.bindparam("b_uuid"))
 _ADD_DETAILS = sa.insert(usage_details)
+
+# What a hold reads, in one statement (one round trip; it runs in every release): the account,
+# the printer's accounting settings and price entries (one row per entry, in order), the job's
+# usage details of an earlier release; each outer-joined to a single row, so a missing one is
+# NULLs (the columns of its prefix).
+_ACCOUNT, _SETTINGS, _ENTRY, _OLD = "a_", "p_", "e_", "d_"
+_ONE = sa.select(sa.literal_column("1").label("one")).subquery("one")
+_HOLD_READS = (
+    sa.select(
+        *(c.label(_ACCOUNT + c.name) for c in account_rows.c),
+        *(c.label(_SETTINGS + c.name) for c in accounting_printers.c),
+        *(c.label(_ENTRY + c.name) for c in price_entries.c),
+        *(c.label(_OLD + c.name) for c in usage_details.c),
+    )
+    .select_from(
+        _ONE.outerjoin(
+            account_rows,
+            sa.and_(
+                account_rows.c.kind == sa.bindparam("b_kind"),
+                account_rows.c.name == sa.bindparam("b_name"),
+            ),
+        )
+        .outerjoin(accounting_printers, accounting_printers.c.printer == sa.bindparam("b_printer"))
+        .outerjoin(price_entries, price_entries.c.printer == accounting_printers.c.printer)
+        .outerjoin(usage_details, usage_details.c.job_uuid == sa.bindparam("b_uuid"))
+    )
+    .order_by(price_entries.c.id)
+)
+
+
+def _pricing(
+    settings: Mapping[Any, Any] | None, entries: Iterable[Mapping[Any, Any]]
+) -> PrinterPricing:
+    """The pricing of an ``accounting_printers`` row (None: defaults) and its price entries."""
+    if settings is None:
+        return PrinterPricing(None, False)
+    listed = tuple(
+        PriceEntry(
+            media=str(e["media"]),
+            color=str(e["color"]),
+            sides=str(e["sides"]),
+            price=ledger.micro_to_price(int(e["price_micro"])),
+        )
+        for e in entries
+    )
+    price_list = PriceList(str(settings["unit"]), listed) if listed else None
+    return PrinterPricing(price_list, bool(settings["papercut"]))
 
 
 def load_pricing(conn: Connection, printer: str) -> PrinterPricing:
@@ -79,21 +127,36 @@ def load_pricing(conn: Connection, printer: str) -> PrinterPricing:
     row = conn.execute(_PRICING, {"b_printer": printer}).mappings().first()
     if row is None:
         return PrinterPricing(None, False)
-    entries = tuple(
-        PriceEntry(
-            media=str(e["media"]),
-            color=str(e["color"]),
-            sides=str(e["sides"]),
-            price=ledger.micro_to_price(int(e["price_micro"])),
-        )
-        for e in conn.execute(
-            sa.select(price_entries)
-            .where(price_entries.c.printer == printer)
-            .order_by(price_entries.c.id)
-        ).mappings()
-    )
-    price_list = PriceList(str(row["unit"]), entries) if entries else None
-    return PrinterPricing(price_list, bool(row["papercut"]))
+    entries = conn.execute(
+        sa.select(price_entries)
+        .where(price_entries.c.printer == printer)
+        .order_by(price_entries.c.id)
+    ).mappings()
+    return _pricing(row, entries)
+
+
+def _unprefixed(row: Mapping[Any, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)}
+
+
+def _hold_reads(
+    conn: Connection, ref: AccountRef, printer: str, job_uuid: str
+) -> tuple[Account | None, PrinterPricing, Mapping[str, Any] | None]:
+    """The account (None if missing), the printer's pricing and the job's old usage details
+    (None if it has none): what ``accounts.get``, ``load_pricing`` and ``_details`` read, in one
+    statement. Changes nothing."""
+    params = {"b_kind": ref.kind, "b_name": ref.name, "b_printer": printer, "b_uuid": job_uuid}
+    rows = conn.execute(_HOLD_READS, params).mappings().all()
+    first = rows[0]  # the outer joins give at least one row
+    account = None
+    if first[_ACCOUNT + "kind"] is not None:
+        account = accounts.from_row(first, _ACCOUNT)
+    settings = None
+    if first[_SETTINGS + "printer"] is not None:
+        settings = _unprefixed(first, _SETTINGS)
+    entries = [_unprefixed(r, _ENTRY) for r in rows if r[_ENTRY + "id"] is not None]
+    old = _unprefixed(first, _OLD) if first[_OLD + "job_uuid"] is not None else None
+    return account, _pricing(settings, entries), old
 
 
 def store_pricing(
@@ -196,7 +259,7 @@ def reserve(conn: Connection, job: Job, printer: Printer, options: dict[str, str
     ``job.account`` must be the account choice the release records (``jobs.account``)."""
     tx_id, currency = _transaction_of(conn, job)
     ref = _chosen_account(job, options)
-    account = accounts.get(conn, ref)
+    account, pricing, old = _hold_reads(conn, ref, printer.name, job.uuid)
     if ref.kind == PERSONAL:
         if account is None:
             accounts.ensure(conn, ref, currency)
@@ -210,7 +273,6 @@ def reserve(conn: Connection, job: Job, printer: Printer, options: dict[str, str
                 f"{job.owner} may not charge shared account {ref.name}: an administrator adds "
                 "them (or a group of theirs) to its members",
             )
-    pricing = load_pricing(conn, printer.name)
     attrs = JobAttributes.from_options(job.options, job.copies, options)
     expected = expected_counts(job.pages, attrs)
     unit, source = "impression", "flat"
@@ -225,11 +287,9 @@ def reserve(conn: Connection, job: Job, printer: Printer, options: dict[str, str
     count = expected.impressions if unit == "impression" else expected.sheets
     estimate = cost_minor(count, price_micro, ledger.minor_exponent(currency))
     now = time.time()
-    old = _details(conn, job.uuid)
     if old is not None:
         _give_back_hold(conn, old, "released again")
         conn.execute(sa.delete(usage_details).where(usage_details.c.job_uuid == job.uuid))
-        account = accounts.get(conn, ref)  # its balance with the old hold given back
     assert account is not None
     if account.quota_pages is not None:
         used = accounts.month_pages(conn, ref, now)
@@ -248,6 +308,8 @@ def reserve(conn: Connection, job: Job, printer: Printer, options: dict[str, str
         job_uuid=job.uuid,
         enforce=True,
     ):
+        if old is not None:  # its balance with the old hold given back
+            account = accounts.get(conn, ref) or account
         raise InsufficientCredit(
             f"account {ref} cannot cover this job: it needs an estimated "
             f"{_money(estimate, currency)} ({count} {unit}s) but the balance is "
