@@ -167,6 +167,28 @@ _TX_ACCOUNT = (
     .returning(*(c.label(f"tx_{c.name}") for c in transactions.c))
 )
 _NO_TRANSACTION = {f"tx_{c.name}": None for c in transactions.c}  # the outer join's nulls
+# PostgreSQL: both updates in one statement (one round trip): the job's in a CTE, its
+# transaction's from what that returns (none when the job was not releasable), the two rows
+# outer-joined as a read of the job gives them. SQLite has no UPDATE in WITH: two statements.
+# The parameters are named r_<column>: SQLAlchemy makes a parameter named as a column of an
+# UPDATE's table a value it sets, in a CTE's UPDATE too (updated_at would be set on both).
+_RELEASE_SET = (
+    *("state", "state_reason", "printer", "release_options", "price_micro"),
+    *("released_by", "account", "finishing", "updated_at"),
+)
+_RELEASED = _RELEASE.values(
+    {name: sa.bindparam(f"r_{name}", type_=jobs.c[name].type) for name in _RELEASE_SET}
+).cte("released")
+_TX_RELEASED = (
+    sa.update(transactions)
+    .where(transactions.c.job_uuid == _RELEASED.c.uuid)
+    .values(account=sa.bindparam("r_account", type_=transactions.c.account.type))
+    .returning(*transactions.c)
+    .cte("tx_released")
+)
+_RELEASE_PG = sa.select(
+    *_RELEASED.c, *(c.label(f"tx_{c.name}") for c in _TX_RELEASED.c)
+).select_from(_RELEASED.outerjoin(_TX_RELEASED, _TX_RELEASED.c.job_uuid == _RELEASED.c.uuid))
 _NEWEST_FIRST = _select().order_by(jobs.c.created_at.desc(), jobs.c.uuid)
 _OF_OWNER = jobs.c.owner == sa.bindparam("b_owner")
 _OF_OWNERS = jobs.c.owner.in_(sa.bindparam("b_owners", expanding=True))
@@ -645,30 +667,35 @@ class JobBook:
         if not on_node and not row.document_stored:
             row = self._await_document(row)
         released: Job | None = None
+        values = {
+            "state": JobState.RELEASED.value,
+            "state_reason": note,
+            "printer": printer.name,
+            "release_options": options,
+            "price_micro": ledger.price_to_micro(printer.price_per_page),
+            "released_by": released_by,
+            "account": account,
+            "finishing": None,  # the node of the printer makes the plan anew
+            "updated_at": self._clock(),
+        }
         with self._engine.begin() as conn:
-            done = conn.execute(
-                _RELEASE,
-                {
-                    "b_uuid": uuid,
-                    "state": JobState.RELEASED.value,
-                    "state_reason": note,
-                    "printer": printer.name,
-                    "release_options": options,
-                    "price_micro": ledger.price_to_micro(printer.price_per_page),
-                    "released_by": released_by,
-                    "account": account,
-                    "finishing": None,  # the node of the printer makes the plan anew
-                    "updated_at": self._clock(),
-                },
-            )
+            one_statement = conn.dialect.name == "postgresql"
+            if one_statement:
+                params = {f"r_{name}": value for name, value in values.items()}
+                done = conn.execute(_RELEASE_PG, {"b_uuid": uuid, **params})
+            else:
+                done = conn.execute(_RELEASE, {"b_uuid": uuid, **values})
             job_row = done.mappings().first()
             if job_row is not None:
-                tx_row = conn.execute(_TX_ACCOUNT, {"b_uuid": uuid, "account": account})
-                tx_columns = tx_row.mappings().first() or _NO_TRANSACTION
+                if one_statement:
+                    tx_columns: Mapping[Any, Any] = {}  # in job_row (nulls: no transaction)
+                else:
+                    tx_row = conn.execute(_TX_ACCOUNT, {"b_uuid": uuid, "account": account})
+                    tx_columns = tx_row.mappings().first() or _NO_TRANSACTION
                 # accounting: hold (or 402); it reads the account choice from the job
                 ledger.reserve(conn, replace(row.job, account=account), printer, options)
-                events.append_released(conn, uuid, printer, options)
-                self._notifier.notify_at_commit(conn, printer.node)
+                channel = self._notifier.commit_channel
+                events.append_released(conn, uuid, printer, options, notify=channel)
                 joined = {**job_row, **tx_columns, "printer_node": printer.node}
                 released = _from_row(joined).job
         if released is None:

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,16 @@ class Notifier(Protocol):
     def notify(self, node: str) -> None:
         """Wake the node's waiters (after the commit). Callable from any thread."""
 
-    def notify_at_commit(self, conn: Connection, node: str) -> None:
-        """Inside ``conn``'s transaction, before it commits: have the other server processes
-        woken for ``node`` when (and only if) it commits. Call ``notify_committed`` after the
-        commit; the two together do what ``notify`` does, without a transaction of their own."""
+    @property
+    def commit_channel(self) -> str | None:
+        """The database channel to ``NOTIFY`` with a node's name inside the transaction that
+        adds its event (``events.append_released(..., notify=...)``): the other server
+        processes are woken when (and only if) it commits. None: nothing to notify in the
+        database (one process). Call ``notify_committed`` after the commit; the two together
+        do what ``notify`` does, without a transaction of their own."""
 
     def notify_committed(self, node: str) -> None:
-        """After a commit prepared with ``notify_at_commit``: wake this process's waiters."""
+        """After a commit that notified ``commit_channel``: wake this process's waiters."""
 
     async def wait(self, node: str, generation: int, timeout: float) -> bool:
         """Wait until the node's counter differs from ``generation``, or ``timeout`` seconds.
@@ -97,8 +100,10 @@ class LocalNotifier:
             self._generations[node] = self._generations.get(node, 0) + 1
         self._schedule()
 
-    def notify_at_commit(self, conn: Connection, node: str) -> None:
-        """Nothing to do in one process: ``notify_committed`` wakes every waiter."""
+    @property
+    def commit_channel(self) -> str | None:
+        """None: in one process ``notify_committed`` wakes every waiter."""
+        return None
 
     def notify_committed(self, node: str) -> None:
         LocalNotifier.notify(self, node)
@@ -195,10 +200,12 @@ class PgNotifier(LocalNotifier):
         except SQLAlchemyError as exc:
             log.warning("NOTIFY for node %s failed (its long-polls wake on timeout): %s", node, exc)
 
-    def notify_at_commit(self, conn: Connection, node: str) -> None:
-        """``NOTIFY`` in the caller's transaction: PostgreSQL delivers it at the commit (and
-        drops it on a rollback), with no connection or round trip of its own."""
-        conn.execute(_NOTIFY_SQL, {"channel": CHANNEL, "node": node})
+    @property
+    def commit_channel(self) -> str | None:
+        """``NOTIFY`` in the caller's transaction, in the statement that adds the event:
+        PostgreSQL delivers it at the commit (and drops it on a rollback), with no connection
+        or round trip of its own."""
+        return CHANNEL
 
     def generation(self, node: str) -> int:
         with self._lock:
