@@ -410,8 +410,13 @@ static enum outcome submit(int sock, const char *request, size_t size, const int
     while ((newline = memchr(start, '\n', held - (size_t)(start - pending))) != NULL) {
       size_t length = (size_t)(newline - start) + 1;
       if (length > 5 && strncmp(start, "EXIT ", 5) == 0) {
-        *newline = '\0';
-        *code = atoi(start + 5);
+        char *end = NULL;
+        long value = strtol(start + 5, &end, 10);
+        if (end == start + 5 || end != newline || value < 0 || value > 255) {
+          say_why("submitd answered no exit code");
+          return VANISHED; /* as if it went away: the job is finished in-process */
+        }
+        *code = (int)value;
         return HANDED_OFF;
       }
       write_all(2, start, length);
