@@ -74,24 +74,12 @@ static void say_why(const char *format, ...) {
   va_end(args);
 }
 
-/* -- plain I/O, retried when a signal interrupts it ---------------------------------------- */
+/* -- plain I/O, retried when a signal interrupts it (SIGPIPE is ignored: a closed pipe or
+ * socket is an error returned) ----------------------------------------------------------- */
 
 static int write_all(int fd, const char *data, size_t size) {
   while (size > 0) {
     ssize_t n = write(fd, data, size);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return -1;
-    data += n;
-    size -= (size_t)n;
-  }
-  return 0;
-}
-
-static int send_all(int sock, const char *data, size_t size) {
-  while (size > 0) {
-    ssize_t n = send(sock, data, size, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0)
@@ -387,7 +375,7 @@ static enum outcome submit(int sock, const char *request, size_t size, const int
   while ((sent = sendmsg(sock, &message, MSG_NOSIGNAL)) < 0 && errno == EINTR)
     ;
   char line[MAX_LINE];
-  if (sent <= 0 || send_all(sock, request + sent, size - (size_t)sent) != 0 ||
+  if (sent <= 0 || write_all(sock, request + sent, size - (size_t)sent) != 0 ||
       read_line(sock, line, sizeof line) != 0) {
     say_why("submitd: %s", strerror(errno));
     return NOT_HANDED_OFF;
