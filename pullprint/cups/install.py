@@ -102,19 +102,17 @@ def c_compiler() -> list[str] | None:
     return shlex.split(named) if named else None
 
 
-def compile_handoff(role: str, output: Path, fallback: str | None = None) -> None:
-    """Compile handoff.c for ``role`` (backend or filter) into ``output``; ``fallback`` is the
-    Python shell it executes (compiled in), else it finds <ServerBin>/pullprint/<role> from its
-    own path. Raises BuildError (with the compiler's message) or FileNotFoundError (no
-    compiler)."""
+def compile_handoff(role: str, output: Path) -> None:
+    """Compile handoff.c for ``role`` (backend or filter) into ``output``. The program finds the
+    Python shell it executes, <ServerBin>/pullprint/<role>, from its own path (the .deb compiles
+    the shell's path in instead: ``-DPULLPRINT_FALLBACK`` in debian/rules). Raises BuildError
+    (with the compiler's message) or FileNotFoundError (no compiler)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     cc = c_compiler()
     if cc is None:
         raise FileNotFoundError("no C compiler (cc, gcc or $CC)")
     defines = ["-DPULLPRINT_BACKEND"] if role == "backend" else []
-    if fallback is not None:
-        defines.append(f'-DPULLPRINT_FALLBACK="{fallback}"')
     command = [*cc, *CFLAGS, *defines, "-o", str(output), str(HANDOFF_SOURCE)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
