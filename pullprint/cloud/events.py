@@ -86,15 +86,14 @@ def _append(
     payload: dict[str, Any],
     notify: str | None = None,
 ) -> None:
-    row = {"node": node, "kind": kind.value, "job_uuid": job_uuid, "payload": payload}
-    if conn.dialect.name == "postgresql":
-        params = {**row, "created_at": time.time(), "space": _LOCK_SPACE}
-        if notify is None:
-            conn.execute(_APPEND_PG, params)
-        else:
-            conn.execute(_APPEND_PG_NOTIFY, {**params, "channel": notify})
-        return
-    conn.execute(_INSERT, {**row, "created_at": time.time()})
+    row: dict[str, Any] = {"node": node, "kind": kind.value, "job_uuid": job_uuid}
+    row.update(payload=payload, created_at=time.time())
+    if conn.dialect.name != "postgresql":
+        conn.execute(_INSERT, row)
+    elif notify is None:
+        conn.execute(_APPEND_PG, {**row, "space": _LOCK_SPACE})
+    else:
+        conn.execute(_APPEND_PG_NOTIFY, {**row, "space": _LOCK_SPACE, "channel": notify})
 
 
 _INSERT = sa.insert(node_events)  # built once: every release adds an event

@@ -189,6 +189,24 @@ _TX_RELEASED = (
 _RELEASE_PG = sa.select(
     *_RELEASED.c, *(c.label(f"tx_{c.name}") for c in _TX_RELEASED.c)
 ).select_from(_RELEASED.outerjoin(_TX_RELEASED, _TX_RELEASED.c.job_uuid == _RELEASED.c.uuid))
+
+
+def _mark_released(conn: Connection, uuid: str, values: dict[str, Any]) -> Mapping[Any, Any] | None:
+    """Set the release's ``values`` on the job if it is still releasable, and its account on
+    the job's transaction; returns both rows as a read of the job gives them (its transaction's
+    columns ``tx_``, nulls when it has none), or None when the job was not releasable. One
+    statement on PostgreSQL (``_RELEASE_PG``), two on SQLite."""
+    if conn.dialect.name == "postgresql":
+        params = {f"r_{name}": value for name, value in values.items()}
+        return conn.execute(_RELEASE_PG, {"b_uuid": uuid, **params}).mappings().first()
+    job_row = conn.execute(_RELEASE, {"b_uuid": uuid, **values}).mappings().first()
+    if job_row is None:
+        return None
+    tx_params = {"b_uuid": uuid, "account": values["account"]}
+    tx_row = conn.execute(_TX_ACCOUNT, tx_params).mappings().first()
+    return {**job_row, **(tx_row or _NO_TRANSACTION)}
+
+
 _NEWEST_FIRST = _select().order_by(jobs.c.created_at.desc(), jobs.c.uuid)
 _OF_OWNER = jobs.c.owner == sa.bindparam("b_owner")
 _OF_OWNERS = jobs.c.owner.in_(sa.bindparam("b_owners", expanding=True))
@@ -679,25 +697,13 @@ class JobBook:
             "updated_at": self._clock(),
         }
         with self._engine.begin() as conn:
-            one_statement = conn.dialect.name == "postgresql"
-            if one_statement:
-                params = {f"r_{name}": value for name, value in values.items()}
-                done = conn.execute(_RELEASE_PG, {"b_uuid": uuid, **params})
-            else:
-                done = conn.execute(_RELEASE, {"b_uuid": uuid, **values})
-            job_row = done.mappings().first()
-            if job_row is not None:
-                if one_statement:
-                    tx_columns: Mapping[Any, Any] = {}  # in job_row (nulls: no transaction)
-                else:
-                    tx_row = conn.execute(_TX_ACCOUNT, {"b_uuid": uuid, "account": account})
-                    tx_columns = tx_row.mappings().first() or _NO_TRANSACTION
+            marked = _mark_released(conn, uuid, values)
+            if marked is not None:
                 # accounting: hold (or 402); it reads the account choice from the job
                 ledger.reserve(conn, replace(row.job, account=account), printer, options)
                 channel = self._notifier.commit_channel
                 events.append_released(conn, uuid, printer, options, notify=channel)
-                joined = {**job_row, **tx_columns, "printer_node": printer.node}
-                released = _from_row(joined).job
+                released = _from_row({**marked, "printer_node": printer.node}).job
         if released is None:
             raise Conflict(409, f"job is {self._read(uuid).job.state}, not held")
         self._notifier.notify_committed(printer.node)
