@@ -254,6 +254,35 @@ def test_register_upload_idempotent(cloud: CloudServer, node2: CloudClient, tmp_
         node2.upload_document(str(uuidlib.uuid4()), doc)
 
 
+def test_registered_again_with_another_document_before_its_upload(
+    cloud: CloudServer, node2: CloudClient, tmp_path: Path
+) -> None:
+    """cupsd runs a job again when the node crashed after registering it but before holding it,
+    and the filter writes other bytes (a PDF's /ID changes): the same uuid comes again with
+    another size, hash and page count. Before the upload the job takes them; after it, or with
+    anything else changed, it is a Conflict."""
+    sub = submission(make_document(tmp_path))
+    node2.register(sub)
+    doc = make_document(tmp_path, size=30_000)
+    again = submission(doc)
+    rerun = JobSubmission(
+        **{**sub.to_json(), "size": again.size, "sha256": again.sha256, "pages": 4}
+    )
+    job = node2.register(rerun)
+    assert (job.size, job.sha256, job.pages, job.state) == (
+        again.size,
+        again.sha256,
+        4,
+        JobState.HELD,
+    )
+    with pytest.raises(Conflict, match="different content"):
+        node2.register(JobSubmission(**{**rerun.to_json(), "title": "other.pdf"}))
+    node2.upload_document(sub.uuid, doc)  # the document of the second registration is taken
+    assert node2.register(rerun) == node2.get_job(sub.uuid)
+    with pytest.raises(Conflict, match="different content"):
+        node2.register(sub)  # the first document, after the upload
+
+
 def test_bad_document_rejected_nothing_kept(
     cloud: CloudServer, node2: CloudClient, tmp_path: Path
 ) -> None:

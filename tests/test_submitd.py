@@ -419,3 +419,41 @@ def test_a_document_over_the_limit_is_refused_naming_it(world_dir: Path) -> None
         assert f"larger than the limit of {limit} bytes (node.max_document_bytes)" in message
         assert handled(stack, "backend", cups_job) == ["1"]
         assert registered(stack, cups_job) == 0
+        assert_nothing_spooled(stack)
+
+
+def assert_nothing_spooled(stack: Stack) -> None:
+    """A refused job leaves no record, no document (nor its partial copy) and no outbox entry."""
+    spool = stack.root / "spool"
+    left = [
+        p for d in ("jobs", "docs", "outbox") if (spool / d).is_dir() for p in (spool / d).iterdir()
+    ]
+    assert left == []
+
+
+@pytest.mark.parametrize("through", ["submitd", "in-process"])
+def test_a_backend_run_on_a_document_that_is_no_pdf_is_refused_and_leaves_nothing(
+    fast: Stack, world_dir: Path, through: str
+) -> None:
+    """The backend run by hand with a file argument (as cupsd runs it for a raw job, past the
+    filter) on a document that is no PDF, through submitd or in-process: exit 1 naming why,
+    nothing registered or spooled."""
+    assert fast.cups is not None
+    junk = world_dir / "junk.pdf"
+    junk.write_bytes(b"this is no PDF\n" * 1000)
+    env = dict(
+        os.environ,
+        PULLPRINT_CONFIG=str(fast.config_path),
+        PULLPRINT_SUBMIT_SOCKET=str(fast.submit_socket) if through == "submitd" else "off",
+        DEVICE_URI="pullprint:/",
+        PRINTER="PullPrint",
+        CONTENT_TYPE="application/pdf",
+    )
+    backend = fast.cups.root / "bin" / "backend" / "pullprint"
+    args = ["77", "alice", "junk", "1", "job-uuid=urn:uuid:no-pdf", str(junk)]
+    out = subprocess.run([str(backend), *args], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert "ERROR: pullprint: job refused: not a PDF document" in out.stderr, out.stderr
+    assert handled(fast, "backend", 77) == (["1"] if through == "submitd" else [])
+    assert registered(fast, 77) == 0
+    assert_nothing_spooled(fast)

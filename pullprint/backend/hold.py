@@ -14,6 +14,7 @@ import logging
 import os
 import uuid as uuidlib
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -56,14 +57,17 @@ class BackendContext:
 
 
 class _Recorder:
-    """The cloud for one outbox send, keeping the job the registration answered."""
+    """The cloud for one outbox send, keeping the job the registration answered; ``ahead``:
+    the registration was sent already (:func:`first_run`), its answer is the first one."""
 
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Cloud, ahead: Future[Job] | None = None) -> None:
         self.cloud = cloud
         self.job: Job | None = None
+        self._ahead = ahead
 
     def register(self, submission: JobSubmission) -> Job:
-        self.job = self.cloud.register(submission)
+        ahead, self._ahead = self._ahead, None
+        self.job = self.cloud.register(submission) if ahead is None else ahead.result()
         return self.job
 
     def upload_document(self, uuid: str, path: Path) -> None:
@@ -79,39 +83,66 @@ def cups_job_uuid(args: JobArgs, queue: str) -> str:
     return f"{queue}-{args.job_id}-{created}"
 
 
-def receive(source: BinaryIO, dest: Path, limit: int, cancel: CancelFlag) -> tuple[int, str]:
-    """Copy ``source`` to ``dest`` whole or not at all; return (size, sha256 hex).
+@dataclass
+class Received:
+    """A document written beside its place in the spool (``part``), not yet durable: the caller
+    :meth:`keep` s it (fsync, then rename to ``dest``) or :meth:`discard` s it."""
 
-    Writes a temp file beside ``dest`` and renames it only when the input ended normally. On
-    SIGTERM (``cancel``) or a document over ``limit`` bytes the temp file is removed.
+    part: Path
+    dest: Path
+    size: int
+    sha256: str
+    _file: BinaryIO | None
+
+    def keep(self) -> None:
+        """Make the document durable under its name (fsync, owner, rename). Idempotent."""
+        if self._file is None:
+            return
+        with self._file:
+            os.fsync(self._file.fileno())
+        self._file = None
+        own_like_parent(self.part)
+        self.part.replace(self.dest)
+
+    def discard(self) -> None:
+        """Remove the written document (idempotent; a kept one stays)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self.part.unlink(missing_ok=True)
+
+
+def receive(source: BinaryIO, dest: Path, limit: int, cancel: CancelFlag) -> Received:
+    """Copy ``source`` whole into a temp file beside ``dest``; returns it, not yet durable.
+
+    On SIGTERM (``cancel``) or a document over ``limit`` bytes the temp file is removed and
+    Terminated or DocumentError raised.
     """
-    tmp = dest.with_name(f".{dest.name}.part")
+    part = dest.with_name(f".{dest.name}.part")
     digest = hashlib.sha256()
     size = 0
+    out = part.open("wb")
     try:
-        with tmp.open("wb") as out:
-            while True:
-                with cancel.interruptible():
-                    chunk = source.read(CHUNK)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > limit:
-                    raise DocumentError(
-                        f"document larger than the limit of {limit} bytes (node.max_document_bytes)"
-                    )
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        own_like_parent(tmp)
+        while True:
+            with cancel.interruptible():
+                chunk = source.read(CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise DocumentError(
+                    f"document larger than the limit of {limit} bytes (node.max_document_bytes)"
+                )
+            digest.update(chunk)
+            out.write(chunk)
+        out.flush()
         if cancel.is_set():
             raise Terminated
-        tmp.replace(dest)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        out.close()
+        part.unlink(missing_ok=True)
         raise
-    return size, digest.hexdigest()
+    return Received(part, dest, size, digest.hexdigest(), out)
 
 
 def drain(source: BinaryIO) -> None:
@@ -137,61 +168,84 @@ def run_job(
         if resume:
             return finish_first_run(ctx, spool, record, args)
         return rerun(ctx, spool, record)
-    if record is None:
-        record = CupsJobRecord(str(uuidlib.uuid4()), args.job_id, key, ctx.queue, "receiving")
-        spool.save_record(record)
-    return first_run(ctx, spool, record, args, source)
+    # One worker beside this thread: it writes the job's first record while the document comes
+    # in, then sends the registration while this thread makes the job durable (first_run).
+    with ThreadPoolExecutor(1, thread_name_prefix="pullprint-register") as worker:
+        noted = None
+        if record is None:
+            record = CupsJobRecord(str(uuidlib.uuid4()), args.job_id, key, ctx.queue, "receiving")
+            noted = worker.submit(spool.save_record, record)
+        return first_run(ctx, spool, record, args, source, worker, noted)
 
 
 def first_run(
-    ctx: BackendContext, spool: Spool, record: CupsJobRecord, args: JobArgs, source: BinaryIO
+    ctx: BackendContext,
+    spool: Spool,
+    record: CupsJobRecord,
+    args: JobArgs,
+    source: BinaryIO,
+    worker: Executor,
+    noted: Future[None] | None,
 ) -> BackendExit:
+    """Receive the document, then register the job (on ``worker``, after ``noted``, the first
+    record, is on disk) while the document, the outbox entry and the "held" record are made
+    durable here; hold the job once both are done.
+
+    The cloud never has a job the spool has no record of: a crash after the registration leaves
+    the "receiving" record, so cupsd's re-run registers the same uuid again (the cloud takes
+    the re-run's document size, hash and pages until the document is uploaded: the filter's
+    output differs in its /ID) or the node cancels it when CUPS drops the job."""
     status = ctx.status
+
+    def refuse(say: Callable[[str], None], message: str) -> BackendExit:
+        if noted is not None:
+            noted.result()  # on disk before it is removed
+        spool.record_path(record.cups_job_uuid).unlink(missing_ok=True)
+        say(message)
+        return BackendExit.FAILED
+
     document = spool.document_path(record.uuid)
     try:
-        size, sha256 = receive(source, document, ctx.config.max_document_bytes, ctx.cancel)
+        received = receive(source, document, ctx.config.max_document_bytes, ctx.cancel)
     except Terminated:
-        status.info("pullprint: stopped while receiving; nothing was registered")
-        spool.record_path(record.cups_job_uuid).unlink(missing_ok=True)
-        return BackendExit.FAILED
+        return refuse(status.info, "pullprint: stopped while receiving; nothing was registered")
     except DocumentError as exc:
-        status.error(f"pullprint: job refused: {exc}")
-        spool.record_path(record.cups_job_uuid).unlink(missing_ok=True)
-        return BackendExit.FAILED
+        return refuse(status.error, f"pullprint: job refused: {exc}")
     try:
-        pages = inspect_pdf(document).pages
-    except DocumentError as exc:
-        document.unlink(missing_ok=True)
-        spool.record_path(record.cups_job_uuid).unlink(missing_ok=True)
-        status.error(f"pullprint: job refused: {exc}")
-        return BackendExit.FAILED
-    options = {
-        k: v
-        for k, v in args.options.items()
-        if k not in ("job-uuid", "time-at-creation", "time-at-processing", "job-password")
-    }
-    owner = map_user_name(args.user, rules_from(ctx.config))
-    submission = JobSubmission(
-        uuid=record.uuid,
-        owner=owner,
-        title=args.title,
-        copies=args.copies,
-        options=options,
-        pages=pages,
-        size=size,
-        sha256=sha256,
-        queue=ctx.queue,
-        origin=ctx.config.name,
-        cups_job_id=args.job_id,
-        cups_job_uuid=record.cups_job_uuid,
-    )
-    outbox = Outbox(spool.outbox, spool.kept)
-    claim = outbox.put(submission, document)
-    spool.save_record(
-        CupsJobRecord(record.uuid, args.job_id, record.cups_job_uuid, ctx.queue, "held")
-    )
+        try:
+            pages = inspect_pdf(received.part).pages
+        except DocumentError as exc:
+            return refuse(status.error, f"pullprint: job refused: {exc}")
+        options = {
+            k: v
+            for k, v in args.options.items()
+            if k not in ("job-uuid", "time-at-creation", "time-at-processing", "job-password")
+        }
+        submission = JobSubmission(
+            uuid=record.uuid,
+            owner=map_user_name(args.user, rules_from(ctx.config)),
+            title=args.title,
+            copies=args.copies,
+            options=options,
+            pages=pages,
+            size=received.size,
+            sha256=received.sha256,
+            queue=ctx.queue,
+            origin=ctx.config.name,
+            cups_job_id=args.job_id,
+            cups_job_uuid=record.cups_job_uuid,
+        )
+        ahead = worker.submit(_register_after, noted, ctx.cloud, submission)
+        received.keep()
+        outbox = Outbox(spool.outbox, spool.kept)
+        claim = outbox.put(submission, document)
+        spool.save_record(
+            CupsJobRecord(record.uuid, args.job_id, record.cups_job_uuid, ctx.queue, "held")
+        )
+    finally:
+        received.discard()  # unless kept: a refused or failed run leaves no document behind
     entry = OutboxEntry(submission, document)
-    return send_first_run(ctx, spool, record, args, outbox, claim, entry)
+    return send_first_run(ctx, spool, record, args, outbox, claim, entry, ahead)
 
 
 def finish_first_run(
@@ -210,6 +264,13 @@ def finish_first_run(
     return BackendExit.HOLD
 
 
+def _register_after(noted: Future[None] | None, cloud: Cloud, submission: JobSubmission) -> Job:
+    """Register ``submission`` once ``noted`` (the job's first record) is on disk."""
+    if noted is not None:
+        noted.result()
+    return cloud.register(submission)
+
+
 def send_first_run(
     ctx: BackendContext,
     spool: Spool,
@@ -218,15 +279,17 @@ def send_first_run(
     outbox: Outbox,
     claim: Claim,
     entry: OutboxEntry,
+    ahead: Future[Job] | None = None,
 ) -> BackendExit:
     """Send a first run's claimed outbox entry to the cloud and say how the job is held (exit
     3), or that the cloud refused it (exit 1, the job and its spool files are dropped). With
-    ``ctx.upload_later`` the document's upload is handed to it, with the claim."""
+    ``ctx.upload_later`` the document's upload is handed to it, with the claim. ``ahead``: the
+    registration, sent already; its answer is taken as the send's."""
     status = ctx.status
     submission = entry.submission
     pages, owner = submission.pages, submission.owner
     who = f"CUPS user '{args.user}'" + (f" (pullprint user {owner})" if owner != args.user else "")
-    sent = _Recorder(ctx.cloud)
+    sent = _Recorder(ctx.cloud, ahead)
     later = ctx.upload_later
     handed = False
     try:

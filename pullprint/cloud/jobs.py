@@ -153,6 +153,7 @@ def _select() -> sa.Select[Any]:
 
 # The statements of the hot paths (a read by uuid, a release), built once: building one costs
 # more than running it (SQLAlchemy's construction and cache key; measured on bench.cloud).
+_REGISTER = sa.insert(jobs)  # its parameters come at execution
 _BY_UUID = _select().where(jobs.c.uuid == sa.bindparam("b_uuid"))
 _PRINTER = sa.select(printers).where(printers.c.name == sa.bindparam("b_name"))
 # A release's two updates return the rows they leave, so the released job is not read back.
@@ -410,42 +411,74 @@ class JobBook:
         try:
             with self._engine.begin() as conn:
                 conn.execute(
-                    sa.insert(jobs).values(
-                        **{**sub.to_json(), "owner": owner},
-                        state=JobState.HELD.value,
-                        state_reason=reason,
-                        printer=None,
-                        release_options={},
-                        price_micro=None,
-                        claimed_by=None,
-                        impressions=None,
-                        sheets=None,
-                        document_stored=False,
-                        created_at=now,
-                        updated_at=now,
-                        storage=self._storage.value,
-                        released_by="",
-                        account="",
-                    )
+                    _REGISTER,
+                    {
+                        **sub.to_json(),
+                        "owner": owner,
+                        "state": JobState.HELD.value,
+                        "state_reason": reason,
+                        "printer": None,
+                        "release_options": {},
+                        "price_micro": None,
+                        "claimed_by": None,
+                        "impressions": None,
+                        "sheets": None,
+                        "document_stored": False,
+                        "created_at": now,
+                        "updated_at": now,
+                        "storage": self._storage.value,
+                        "released_by": "",
+                        "account": "",
+                    },
                 )
                 ledger.open_pending(conn, sub.uuid, owner, self._currency, now)
         except IntegrityError as exc:
-            existing = self._read(sub.uuid)
-            same = JobSubmission(
-                **{k: getattr(existing.job, k) for k in JobSubmission.__dataclass_fields__}
-            )
-            # The owner is the cloud's to decide (held for an admin, then assigned): a resent
-            # registration matches on everything else.
-            if replace(same, owner=sub.owner) != sub:
-                raise Conflict(
-                    409, f"job {sub.uuid} is already registered with different content"
-                ) from exc
-            return existing.job, False
+            return self._registered_again(sub, exc), False
         log.info("registered job %s of %s from node %s", sub.uuid, sub.owner, sub.origin)
         row = self._read(sub.uuid)
         if row.job.storage is StorageKind.NODE:
             return self._release_automatic(row), True
         return row.job, True
+
+    def _registered_again(self, sub: JobSubmission, exc: IntegrityError) -> Job:
+        """The job of a registration whose uuid is registered already: the same job (a resent
+        registration), or the job with the document facts of ``sub`` when only those differ
+        and its document is not here yet (cupsd ran the job again after the node crashed
+        before holding it, and the filter wrote other bytes). Else a Conflict (409)."""
+        existing = self._read(sub.uuid)
+        same = JobSubmission(
+            **{k: getattr(existing.job, k) for k in JobSubmission.__dataclass_fields__}
+        )
+        # The owner is the cloud's to decide (held for an admin, then assigned): a resent
+        # registration matches on everything else.
+        same = replace(same, owner=sub.owner)
+        if same == sub:
+            return existing.job
+        refilled = replace(same, size=sub.size, sha256=sub.sha256, pages=sub.pages)
+        if refilled == sub and existing.job.state is JobState.HELD:
+            with self._engine.begin() as conn:
+                changed = conn.execute(
+                    sa.update(jobs)
+                    .where(
+                        jobs.c.uuid == sub.uuid,
+                        jobs.c.state == JobState.HELD.value,
+                        jobs.c.document_stored.is_(False),
+                    )
+                    .values(
+                        size=sub.size, sha256=sub.sha256, pages=sub.pages, updated_at=self._clock()
+                    )
+                ).rowcount
+            if changed:
+                log.info(
+                    "job %s registered again by node %s with another document (%d bytes, %d "
+                    "page(s)) before its upload: the job takes it",
+                    sub.uuid,
+                    sub.origin,
+                    sub.size,
+                    sub.pages,
+                )
+                return self._read(sub.uuid).job
+        raise Conflict(409, f"job {sub.uuid} is already registered with different content") from exc
 
     def _registered(self, uuid: str) -> bool:
         with self._reads.connect() as conn:

@@ -70,20 +70,24 @@ def usage_minor(impressions: int, price_micro: int, currency: str) -> int:
     return to_minor(Decimal(impressions) * Decimal(price_micro).scaleb(-PRICE_DECIMALS), currency)
 
 
+_OPEN_PENDING = sa.insert(transactions)  # built once (its parameters come at execution)
+
+
 def open_pending(conn: Connection, job_uuid: str, user: str, currency: str, now: float) -> None:
     """Insert the job's pending "printer-usage" transaction (amount 0) in ``conn``'s transaction."""
     conn.execute(
-        sa.insert(transactions).values(
-            job_uuid=job_uuid,
-            user=user,
-            kind=KIND_PRINTER_USAGE,
-            amount_minor=0,
-            currency=currency,
-            status=TransactionStatus.PENDING.value,
-            pages=0,
-            created_at=now,
-            updated_at=now,
-        )
+        _OPEN_PENDING,
+        {
+            "job_uuid": job_uuid,
+            "user": user,
+            "kind": KIND_PRINTER_USAGE,
+            "amount_minor": 0,
+            "currency": currency,
+            "status": TransactionStatus.PENDING.value,
+            "pages": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
 
 

@@ -47,6 +47,12 @@ PIN_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 # hashing at once left a server 200-300 MB larger for good (the soak's growth). On a few threads
 # at most a few buffers exist, reused from check to check (no fresh pages to fault in).
 HASHING_THREADS = min(os.cpu_count() or 2, 8)
+# Built once: SQLAlchemy's construction and cache key cost more than the query (every request
+# of a signed-in user and every registration asks for a role).
+_ROLE_OF = sa.select(users.c.role, users.c.disabled).where(users.c.name == sa.bindparam("b_name"))
+_USER_OF_ALIAS = sa.select(user_aliases.c.user).where(
+    user_aliases.c.alias == sa.bindparam("b_alias")
+)
 _HASHING = ThreadPoolExecutor(HASHING_THREADS, thread_name_prefix="argon2")
 
 
@@ -360,9 +366,7 @@ class UserDirectory:
         if self.exists(claimed):
             return claimed
         with self._engine.connect() as conn:
-            found = conn.execute(
-                sa.select(user_aliases.c.user).where(user_aliases.c.alias == claimed.lower())
-            ).scalar_one_or_none()
+            found = conn.execute(_USER_OF_ALIAS, {"b_alias": claimed.lower()}).scalar_one_or_none()
         return str(found) if found is not None and self.exists(str(found)) else None
 
     # -- reading ----------------------------------------------------------------------------
@@ -435,9 +439,7 @@ class UserDirectory:
     def role_of(self, name: str) -> UserRole | None:
         """The enabled user's role; None if unknown or disabled."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(users.c.role, users.c.disabled).where(users.c.name == name)
-            ).first()
+            row = conn.execute(_ROLE_OF, {"b_name": name}).first()
         if row is None or row.disabled:
             return None
         return UserRole(row.role)
