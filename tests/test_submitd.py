@@ -457,3 +457,64 @@ def test_a_backend_run_on_a_document_that_is_no_pdf_is_refused_and_leaves_nothin
     assert handled(fast, "backend", 77) == (["1"] if through == "submitd" else [])
     assert registered(fast, 77) == 0
     assert_nothing_spooled(fast)
+
+
+def test_many_small_jobs_at_once_are_each_held_registered_and_uploaded(
+    fast: Stack, world_dir: Path
+) -> None:
+    """40 one-page jobs from 8 clients at once through submitd (the throughput bench's shape,
+    where a race of the two records once failed 2 jobs in 200): every one held, registered once
+    and uploaded, and submitd failed none."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert fast.cups is not None
+    cups = fast.cups
+    doc = make_pdf(world_dir / "small.pdf", 1)
+    with ThreadPoolExecutor(8) as pool:
+        jobs = list(pool.map(lambda _: cups.lp(doc, user="alice"), range(40)))
+    for job in jobs:
+        cups.wait_job(job, {CupsJobState.HELD}, timeout=60)
+    assert_spool_empty(fast, timeout=30)
+    with fast.admin() as admin:
+        ids = [job.cups_job_id for job in admin.list_jobs(user="alice")]
+    assert sorted(ids) == sorted(jobs)
+    assert all(handled(fast, "backend", job) == ["3"] for job in jobs)
+    assert " failed" not in submitd_log(fast)
+
+
+def test_the_held_record_waits_for_the_first_one(
+    fast: Stack, world_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first record ("receiving") is written on the run's second thread while the document
+    comes in; when that write is slow (a busy disk), the "held" record still comes after it
+    (they share a temp file name, and the first must never replace the second), and the run
+    holds the job with its outbox entry unlocked for the upload."""
+    import io
+
+    from pullprint.backend import hold
+    from pullprint.backend.spool import CupsJobRecord, Spool
+    from pullprint.cloudsync.client import CloudClient
+    from pullprint.cups.protocol import BackendExit, CancelFlag, JobArgs, StatusWriter
+
+    config = configmod.load(fast.config_path)
+    node = config.node
+    save = Spool.save_record
+
+    def slow_first(self: Spool, record: CupsJobRecord) -> None:
+        if record.stage == "receiving":
+            time.sleep(0.5)
+        save(self, record)
+
+    monkeypatch.setattr(Spool, "save_record", slow_first)
+    doc = make_pdf(world_dir / "slow.pdf", 2)
+    status = io.StringIO()
+    with CloudClient(node.cloud_url, node.token, verify=node.cloud_verify) as cloud:
+        ctx = hold.BackendContext(node, "PullPrint", StatusWriter(status), CancelFlag(), cloud)
+        args = JobArgs(501, "alice", "slow", 1, {"job-uuid": "urn:uuid:slow-first"}, None)
+        with doc.open("rb") as source:
+            assert hold.run_job(ctx, args, source) == BackendExit.HOLD, status.getvalue()
+    spool = Spool(node.spool_dir)
+    record = spool.load_record("urn:uuid:slow-first")
+    assert record is not None and record.stage == "held"
+    assert not (spool.outbox / f"{record.uuid}.json").exists()  # uploaded: nothing kept it locked
+    assert registered(fast, 501) == 1

@@ -239,9 +239,15 @@ def first_run(
         received.keep()
         outbox = Outbox(spool.outbox, spool.kept)
         claim = outbox.put(submission, document)
-        spool.save_record(
-            CupsJobRecord(record.uuid, args.job_id, record.cups_job_uuid, ctx.queue, "held")
-        )
+        try:
+            if noted is not None:
+                noted.result()  # the first record is written before the one that replaces it
+            spool.save_record(
+                CupsJobRecord(record.uuid, args.job_id, record.cups_job_uuid, ctx.queue, "held")
+            )
+        except BaseException:
+            claim.release()  # else a long-lived submitd would keep the entry from everyone
+            raise
     finally:
         received.discard()  # unless kept: a refused or failed run leaves no document behind
     entry = OutboxEntry(submission, document)
