@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import threading
 import time
 import uuid as uuidlib
@@ -509,3 +510,31 @@ def test_restart_keeps_data(
     node2.claim(job.uuid)
     assert node2.download(job.uuid, tmp_path / "after-restart.pdf") == doc.stat().st_size
     assert (tmp_path / "after-restart.pdf").read_bytes() == doc.read_bytes()
+
+
+def test_client_reads_the_environment_once_proxies_kept_netrc_ignored(
+    cloud: CloudServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client reads proxy variables when it is made, for the cloud's address (requests
+    would on every request): a proxy in HTTP_PROXY is used, NO_PROXY passes it by, and a netrc
+    entry for the cloud's host never replaces the bearer token."""
+    host = cloud.url.split("//", 1)[1].split(":", 1)[0]
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens there: a request through that proxy fails
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("NO_PROXY", "")
+    with cloud.node_client("node2") as through_proxy:
+        with pytest.raises(CloudUnavailable):
+            through_proxy.get_job(str(uuidlib.uuid4()))
+    monkeypatch.setenv("NO_PROXY", host)
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {host} login mallory password wrong\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with cloud.node_client("node2") as direct:
+        assert direct.session.trust_env is False
+        with pytest.raises(NotFound):  # signed in with the node's bearer token: no 401
+            direct.get_job(str(uuidlib.uuid4()))

@@ -83,6 +83,14 @@ class CloudClient:
         self._token = token
         self._own_session = session is None
         self.session = session if session is not None else requests.Session()
+        if self._own_session:
+            # requests reads the environment (proxy variables, netrc, CA bundle variables) on
+            # every request, a quarter of its cost on loopback, and a netrc entry would replace
+            # the bearer token. Every request of this client goes to base_url: read it once.
+            found = self.session.merge_environment_settings(self.base_url, {}, None, verify, None)
+            self.session.proxies.update(found["proxies"])
+            self.verify = verify if found["verify"] is None else found["verify"]
+            self.session.trust_env = False
         self._download_urls: dict[str, str] = {}  # job uuid -> signed URL from its claim
         self._on_node: set[str] = set()  # jobs whose document stays on the node
 
