@@ -6,10 +6,11 @@ job. The CUPS job-id and job-uuid are kept only as references back into CUPS.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 
 class JobState(enum.StrEnum):
@@ -62,6 +63,40 @@ class EventKind(enum.StrEnum):
     RELEASED = "released"  # a job was released to one of the node's printers
     CANCELED = "canceled"  # a job submitted through the node's CUPS was canceled in the cloud
     FINISHED = "finished"  # a job submitted through the node's CUPS reached an end state
+
+
+_T = TypeVar("_T")
+
+
+def assemble(cls: type[_T], values: dict[str, Any]) -> _T:
+    """``cls(**values)`` for a frozen dataclass (without slots), without its generated
+    ``__init__`` (one ``object.__setattr__`` per field: a fifth of making a Job of a database
+    row when the cloud lists 100 jobs). For values read back from the cloud's own database,
+    already of their fields' types; a field not in ``values`` takes its default. The result is
+    equal to ``cls(**values)`` (a test checks each model)."""
+    obj = object.__new__(cls)
+    state = obj.__dict__
+    for name, default, made in _defaults(cls):
+        state[name] = default() if made else default
+    state.update(values)
+    return obj
+
+
+def _defaults(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """The fields of ``cls`` that have a default: (name, value or factory, is a factory)."""
+    found = _DEFAULTS.get(cls)
+    if found is None:
+        out: list[tuple[str, Any, bool]] = []
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out.append((f.name, f.default, False))
+            elif f.default_factory is not dataclasses.MISSING:
+                out.append((f.name, f.default_factory, True))
+        found = _DEFAULTS[cls] = tuple(out)
+    return found
+
+
+_DEFAULTS: dict[type, tuple[tuple[str, Any, bool], ...]] = {}
 
 
 def _fields_of(obj: Any) -> dict[str, Any]:

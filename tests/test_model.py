@@ -5,7 +5,15 @@ from __future__ import annotations
 import dataclasses
 from decimal import Decimal
 
-from pullprint.model import Job, JobState, PlanStep, StorageKind, Transaction, TransactionStatus
+from pullprint.model import (
+    Job,
+    JobState,
+    PlanStep,
+    StorageKind,
+    Transaction,
+    TransactionStatus,
+    assemble,
+)
 
 TX = Transaction(
     7, "j-1", "alice", "printer-usage", Decimal("0.30"), "EUR", TransactionStatus.COMPLETED, 3,
@@ -35,3 +43,22 @@ def test_to_json_hands_out_copies_of_the_mutable_values() -> None:
     data["release_options"].clear()
     assert JOB.options == {"sides": "two-sided-long-edge"}
     assert JOB.release_options == {"print-color-mode": "monochrome"}
+
+
+def test_assemble_equals_the_constructor_defaults_included() -> None:
+    """``assemble`` (the cloud's rows to models, without the generated ``__init__``) gives what
+    the constructor gives: with every field, and with the required ones only (the rest take
+    their defaults; a default factory makes a new value each time)."""
+    for model in (TX, JOB, JOB.finishing[0]):
+        values = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
+        built = assemble(type(model), values)
+        assert built == model and type(built) is type(model)
+        assert built.__dict__ == model.__dict__
+    required = {
+        f.name: getattr(JOB, f.name)
+        for f in dataclasses.fields(Job)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    first, second = assemble(Job, required), assemble(Job, required)
+    assert first == Job(**required) and first.__dict__ == Job(**required).__dict__
+    assert first.release_options == {} and first.release_options is not second.release_options

@@ -43,6 +43,7 @@ from pullprint.model import (
     ReleaseMode,
     StorageKind,
     Transaction,
+    assemble,
 )
 
 log = logging.getLogger(__name__)
@@ -230,39 +231,45 @@ def _from_row(row: Mapping[Any, Any]) -> _Row:
     transaction: Transaction | None = None
     if row["tx_id"] is not None:
         transaction = ledger.from_row(row, "tx_", account=True)
-    job = Job(
-        uuid=row["uuid"],
-        owner=row["owner"],
-        title=row["title"],
-        copies=int(row["copies"]),
-        options={str(k): str(v) for k, v in (row["options"] or {}).items()},
-        pages=int(row["pages"]),
-        size=int(row["size"]),
-        sha256=row["sha256"],
-        queue=row["queue"],
-        origin=row["origin"],
-        cups_job_id=int(row["cups_job_id"]),
-        cups_job_uuid=row["cups_job_uuid"],
-        document_format=row["document_format"],
-        state=JobState(row["state"]),
-        state_reason=row["state_reason"],
-        printer=row["printer"],
-        impressions=row["impressions"],
-        created_at=float(row["created_at"]),
-        updated_at=float(row["updated_at"]),
-        transaction=transaction,
-        release_options={str(k): str(v) for k, v in (row["release_options"] or {}).items()},
-        released_by=str(row["released_by"] or ""),
-        account=str(row["account"] or ""),
-        storage=StorageKind(row["storage"] or StorageKind.CLOUD.value),
-        finishing=tuple(PlanStep.from_json(s) for s in row["finishing"] or ()),
+    job = assemble(
+        Job,
+        {
+            "uuid": row["uuid"],
+            "owner": row["owner"],
+            "title": row["title"],
+            "copies": int(row["copies"]),
+            "options": {str(k): str(v) for k, v in (row["options"] or {}).items()},
+            "pages": int(row["pages"]),
+            "size": int(row["size"]),
+            "sha256": row["sha256"],
+            "queue": row["queue"],
+            "origin": row["origin"],
+            "cups_job_id": int(row["cups_job_id"]),
+            "cups_job_uuid": row["cups_job_uuid"],
+            "document_format": row["document_format"],
+            "state": JobState(row["state"]),
+            "state_reason": row["state_reason"],
+            "printer": row["printer"],
+            "impressions": row["impressions"],
+            "created_at": float(row["created_at"]),
+            "updated_at": float(row["updated_at"]),
+            "transaction": transaction,
+            "release_options": {str(k): str(v) for k, v in (row["release_options"] or {}).items()},
+            "released_by": str(row["released_by"] or ""),
+            "account": str(row["account"] or ""),
+            "storage": StorageKind(row["storage"] or StorageKind.CLOUD.value),
+            "finishing": tuple(PlanStep.from_json(s) for s in row["finishing"] or ()),
+        },
     )
-    return _Row(
-        job=job,
-        printer_node=row["printer_node"],
-        claimed_by=row["claimed_by"],
-        price_micro=row["price_micro"],
-        document_stored=bool(row["document_stored"]),
+    return assemble(
+        _Row,
+        {
+            "job": job,
+            "printer_node": row["printer_node"],
+            "claimed_by": row["claimed_by"],
+            "price_micro": row["price_micro"],
+            "document_stored": bool(row["document_stored"]),
+        },
     )
 
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pullprint.cloud.db import transactions
-from pullprint.model import Job, Printer, Transaction, TransactionStatus
+from pullprint.model import Job, Printer, Transaction, TransactionStatus, assemble
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +132,17 @@ def from_row(row: Mapping[Any, Any], prefix: str = "", *, account: bool = False)
     """The model of a ``transactions`` row (its columns named ``prefix`` + column in ``row``,
     as in a join); with ``account`` the shared account charged too (else empty)."""
     currency = str(row[prefix + "currency"])
-    return Transaction(
-        id=int(row[prefix + "id"]),
-        job_uuid=str(row[prefix + "job_uuid"]),
-        user=str(row[prefix + "user"]),
-        kind=str(row[prefix + "kind"]),
-        amount=from_minor(int(row[prefix + "amount_minor"]), currency),
-        currency=currency,
-        status=TransactionStatus(row[prefix + "status"]),
-        pages=int(row[prefix + "pages"]),
-        account=str(row[prefix + "account"] or "") if account else "",
+    return assemble(
+        Transaction,
+        {
+            "id": int(row[prefix + "id"]),
+            "job_uuid": str(row[prefix + "job_uuid"]),
+            "user": str(row[prefix + "user"]),
+            "kind": str(row[prefix + "kind"]),
+            "amount": from_minor(int(row[prefix + "amount_minor"]), currency),
+            "currency": currency,
+            "status": TransactionStatus(row[prefix + "status"]),
+            "pages": int(row[prefix + "pages"]),
+            "account": str(row[prefix + "account"] or "") if account else "",
+        },
     )
