@@ -4,7 +4,9 @@ next to the same figures for a 100 MB PDF in the same run (flat with document si
 The whole real path: ``lp`` into the private cupsd -> our filter -> our backend (spools it,
 registers, uploads it to the cloud) -> held; release -> the node downloads it and sends it over
 IPP to ippeveprinter -> completed. psutil samples every process of interest every 10 ms (the
-backend and filter that cupsd starts, found by their command line, and the node); the figure is
+backend and filter that cupsd starts, found by their executable or the Python shell's path, and
+the node; with ``--submitd``, the job is handed to ``pullprint submitd``, whose peak is given
+too); the figure is
 the larger of the highest sample and the kernel's high-water mark (VmHWM) last read. For the
 node, its RSS just before the release is given too (what it holds while idle).
 
@@ -106,7 +108,7 @@ class PeakSampler(threading.Thread):
 
     def run(self) -> None:
         while not self._halt.is_set():
-            for proc in psutil.process_iter(["cmdline"]):
+            for proc in psutil.process_iter(["cmdline", "exe"]):
                 if proc.pid not in self.seen:
                     role = self.role_of(proc)
                     if role is None:
@@ -128,10 +130,13 @@ class PeakSampler(threading.Thread):
 
 
 def _cups_role(proc: psutil.Process) -> str | None:
-    cmdline = " ".join(proc.info.get("cmdline") or [])
-    if "/backend/pullprint" in cmdline:
+    """The role of a process cupsd started for the job: the C program (found by its executable:
+    cupsd gives a backend the device URI as argv[0], a filter the queue's name) or the Python
+    shell it executes in its place (the same pid; found by the shell's path in its command line)."""
+    names = " ".join([proc.info.get("exe") or "", *(proc.info.get("cmdline") or [])])
+    if "/backend/pullprint" in names or "/pullprint/backend" in names:
         return "backend"
-    if "pullprint-finish" in cmdline:
+    if "/filter/pullprint-finish" in names or "/pullprint/filter" in names:
         return "filter"
     return None
 
@@ -142,7 +147,8 @@ def one_size(stack: Stack, folder: Path, megabytes: int) -> dict[str, object]:
     doc = folder / f"big-{megabytes}.pdf"
     size = write_big_pdf(doc, megabytes)
     started = time.perf_counter()
-    sampler = PeakSampler(_cups_role)
+    submitd = stack.submitd.proc.pid if stack.submitd and stack.submitd.proc else None
+    sampler = PeakSampler(lambda p: "submitd" if p.pid == submitd else _cups_role(p))
     sampler.start()
     try:
         cups_job = stack.cups.lp(doc, user="alice")
@@ -175,9 +181,11 @@ def one_size(stack: Stack, folder: Path, megabytes: int) -> dict[str, object]:
         delivering = node_sampler.stop()
     return {
         "bench": "memory",
+        "submitd": submitd is not None,
         "document_mb": round(size / MIB, 1),
         "backend_peak_rss_mb": receiving.get("backend"),
         "filter_peak_rss_mb": receiving.get("filter"),
+        "submitd_peak_rss_mb": receiving.get("submitd"),
         "node_idle_rss_mb": round(node_idle / MIB, 1),
         "node_peak_rss_mb": delivering.get("node"),
         "job": done.state.value,
@@ -191,12 +199,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sizes", default="100,1024", help="document sizes in MiB, comma-separated"
     )
+    parser.add_argument(
+        "--submitd",
+        action="store_true",
+        help="the filter and backend hand the job to pullprint submitd (its peak is given)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pullprint-bench-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
         options = {"max_document_bytes": 2 * 1024 * MIB, "retry_window_seconds": 900.0}
-        with Stack(root / "stack", users={"alice": "1234"}, node_options=options) as stack:
+        with Stack(
+            root / "stack", users={"alice": "1234"}, node_options=options, submitd=args.submitd
+        ) as stack:
             for megabytes in (int(s) for s in args.sizes.split(",")):
                 emit(one_size(stack, root, megabytes))
     return 0

@@ -400,6 +400,39 @@ def test_sigterm_while_the_document_arrives_registers_nothing(fast: Stack, world
     assert not (spool / "docs").exists() or list((spool / "docs").iterdir()) == []
 
 
+def test_a_backend_whose_input_comes_slowly_is_still_handed_off(
+    fast: Stack, world_dir: Path
+) -> None:
+    """A backend sends its request once it has spooled its whole input, after the filters: a
+    1 GB PDF took ~60 s. submitd waited 10 s for it, then dropped the connection and the backend
+    ran the job in-process (right, but the slow path). Here the input comes 12 s after the
+    greeting: submitd still takes the job."""
+    assert fast.cups is not None
+    backend = fast.cups.root / "bin" / "backend" / "pullprint"
+    env = dict(
+        os.environ,
+        PULLPRINT_CONFIG=str(fast.config_path),
+        PULLPRINT_SUBMIT_SOCKET=str(fast.submit_socket),
+        DEVICE_URI="pullprint:/",
+        PRINTER="PullPrint",
+        TMPDIR=str(fast.root),
+    )
+    args = ["79", "alice", "slow", "1", "job-uuid=urn:uuid:slow-input"]
+    proc = subprocess.Popen(
+        [str(backend), *args], stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert proc.stdin is not None
+    doc = make_pdf(world_dir / "slow.pdf", 2).read_bytes()
+    proc.stdin.write(doc[:100])
+    proc.stdin.flush()
+    time.sleep(12.0)  # greeted long ago; the rest of the input comes now
+    proc.stdin.write(doc[100:])
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 3, proc.stderr.read() if proc.stderr else ""
+    assert handled(fast, "backend", 79) == ["3"]
+    assert registered(fast, 79) == 1
+
+
 def test_a_document_over_the_limit_is_refused_naming_it(world_dir: Path) -> None:
     """The C backend spools at most node.max_document_bytes + 1 bytes; submitd refuses the job
     with the limit's name and size, and nothing is registered."""

@@ -78,7 +78,8 @@ UPLOADS_DRAIN_SECONDS = 30.0  # close() waits this long for queued uploads; the 
 MAX_QUEUED_UPLOADS = 64  # past this many waiting uploads (a slow cloud), a job uploads before
 # its answer again: each queued one holds its entry's lock (an open file)
 MAX_SOCKET_PATH = 107  # bytes of sun_path on Linux, less the final NUL
-REQUEST_SECONDS = 10.0  # a client has this long to send its request after the greeting
+REQUEST_SECONDS = 3600.0  # a client has this long to send its request after the greeting: a
+# backend sends it once it has spooled its whole input, i.e. after the filters (a 1 GB PDF: ~60 s)
 _PEERCRED = struct.Struct("3i")
 
 
