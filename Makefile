@@ -28,6 +28,7 @@ test: lint typecheck pytest
 BENCHES := submit_hold release_latency throughput cloud memory finishing
 bench: deps
 	@for b in $(BENCHES); do $(PY) -m bench.$$b || exit 1; done
+	@$(PY) -m bench.memory --submitd
 
 # Bounded (~10 min): faults, soak (scaled down; FULL=1 for 10,000 jobs / 200 clients / 5 min),
 # the fault and bad-input tests; ends with one summary JSON line.
