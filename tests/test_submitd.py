@@ -51,6 +51,20 @@ def handled(stack: Stack, op: str, cups_job: int) -> list[str]:
     )
 
 
+def backend_env(stack: Stack, *, submitd: bool = True) -> dict[str, str]:
+    """The environment cupsd gives the PullPrint queue's backend, to run it by hand: handing
+    off to the stack's submitd, or (``submitd=False``) running the job in-process."""
+    return dict(
+        os.environ,
+        PULLPRINT_CONFIG=str(stack.config_path),
+        PULLPRINT_SUBMIT_SOCKET=str(stack.submit_socket) if submitd else "off",
+        DEVICE_URI="pullprint:/",
+        PRINTER="PullPrint",
+        CONTENT_TYPE="application/pdf",
+        TMPDIR=str(stack.root),
+    )
+
+
 def registered(stack: Stack, cups_job: int, user: str = "alice") -> int:
     with stack.admin() as admin:
         return sum(1 for job in admin.list_jobs(user=user) if job.cups_job_id == cups_job)
@@ -370,14 +384,7 @@ def test_sigterm_while_the_document_arrives_registers_nothing(fast: Stack, world
     says so and exits 1, submitd never got the job, nothing is registered or spooled."""
     assert fast.cups is not None
     backend = fast.cups.root / "bin" / "backend" / "pullprint"
-    env = dict(
-        os.environ,
-        PULLPRINT_CONFIG=str(fast.config_path),
-        PULLPRINT_SUBMIT_SOCKET=str(fast.submit_socket),
-        DEVICE_URI="pullprint:/",
-        PRINTER="PullPrint",
-        TMPDIR=str(fast.root),
-    )
+    env = backend_env(fast)
     proc = subprocess.Popen(
         [str(backend), "78", "alice", "half", "1", ""],
         stdin=subprocess.PIPE,
@@ -409,14 +416,7 @@ def test_a_backend_whose_input_comes_slowly_is_still_handed_off(
     greeting: submitd still takes the job."""
     assert fast.cups is not None
     backend = fast.cups.root / "bin" / "backend" / "pullprint"
-    env = dict(
-        os.environ,
-        PULLPRINT_CONFIG=str(fast.config_path),
-        PULLPRINT_SUBMIT_SOCKET=str(fast.submit_socket),
-        DEVICE_URI="pullprint:/",
-        PRINTER="PullPrint",
-        TMPDIR=str(fast.root),
-    )
+    env = backend_env(fast)
     args = ["79", "alice", "slow", "1", "job-uuid=urn:uuid:slow-input"]
     proc = subprocess.Popen(
         [str(backend), *args], stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env
@@ -474,14 +474,7 @@ def test_a_backend_run_on_a_document_that_is_no_pdf_is_refused_and_leaves_nothin
     assert fast.cups is not None
     junk = world_dir / "junk.pdf"
     junk.write_bytes(b"this is no PDF\n" * 1000)
-    env = dict(
-        os.environ,
-        PULLPRINT_CONFIG=str(fast.config_path),
-        PULLPRINT_SUBMIT_SOCKET=str(fast.submit_socket) if through == "submitd" else "off",
-        DEVICE_URI="pullprint:/",
-        PRINTER="PullPrint",
-        CONTENT_TYPE="application/pdf",
-    )
+    env = backend_env(fast, submitd=through == "submitd")
     backend = fast.cups.root / "bin" / "backend" / "pullprint"
     args = ["77", "alice", "junk", "1", "job-uuid=urn:uuid:no-pdf", str(junk)]
     out = subprocess.run([str(backend), *args], capture_output=True, text=True, env=env, timeout=60)
