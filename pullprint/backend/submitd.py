@@ -426,7 +426,7 @@ class Submitd:
             target.truncate(0)
             # argv[6], CUPS's spool file, may not be readable here: the input is the open file.
             status = StatusWriter(lines)
-            code = finish.run(argv, source, target, status, self.tmpdir, opened=True)
+            code = finish.run(argv, source, target, status, self.tmpdir, opened=True, direct=True)
             return int(code)
 
     def _backend(

@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pullprint.errors import DocumentError
 from pullprint.filters.document import PDF_MAGIC
@@ -176,14 +176,32 @@ def open_pdf(path: Path) -> Any:
         raise DocumentError("unreadable PDF: objects nested too deeply") from exc
 
 
+Output = Path | BinaryIO
+"""Where a prepared PDF goes: a path (written atomically: temp file, then replace) or a file
+opened for writing at its start (written in place: the caller discards it on an error)."""
+
+
+def _save(pdf: Any, dst: Output, **kwargs: Any) -> None:
+    """Save ``pdf`` to ``dst`` (see :data:`Output`)."""
+    if not isinstance(dst, Path):
+        pdf.save(dst, **kwargs)
+        return
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        pdf.save(tmp, **kwargs)
+        tmp.replace(dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def sanitize_pdf(
     src: Path,
-    dst: Path,
+    dst: Output,
     *,
     marks: Mapping[str, str] | None = None,
     max_pages: int = MAX_PAGES,
 ) -> SanitizeReport:
-    """Write a sanitised copy of ``src`` to ``dst`` (atomically: temp file, then replace).
+    """Write a sanitised copy of ``src`` to ``dst`` (a path, atomically, or an open file).
 
     ``src`` is not changed. Raises DocumentError naming the problem for what it cannot read.
     Idempotent: sanitising a sanitised file removes nothing more and gives the same pages.
@@ -191,49 +209,40 @@ def sanitize_pdf(
     """
     import pikepdf
 
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        with open_pdf(src) as pdf:
-            try:
-                pages, first = _check_pages(pdf, max_pages)
-                removed = _sanitize(pdf)
-                applied = str(pdf.docinfo.get(MARK_APPLIED, "")) if pdf.trailer.get("/Info") else ""
-                warnings = list(pdf.get_warnings())
-                for key, value in (marks or {}).items():
-                    pdf.docinfo[pikepdf.Name(f"/pullprint:{key}")] = value
-                if marks is not None:
-                    pdf.docinfo[pikepdf.Name(MARK_PAGES)] = str(pages)
-                pdf.save(tmp, encryption=False, fix_metadata_version=False)
-            except pikepdf.PdfError as exc:
-                raise DocumentError(f"unreadable PDF: {str(exc).splitlines()[0]}") from exc
-            except RecursionError as exc:
-                raise DocumentError("unreadable PDF: objects nested too deeply") from exc
-        tmp.replace(dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with open_pdf(src) as pdf:
+        try:
+            pages, first = _check_pages(pdf, max_pages)
+            removed = _sanitize(pdf)
+            applied = str(pdf.docinfo.get(MARK_APPLIED, "")) if pdf.trailer.get("/Info") else ""
+            warnings = list(pdf.get_warnings())
+            for key, value in (marks or {}).items():
+                pdf.docinfo[pikepdf.Name(f"/pullprint:{key}")] = value
+            if marks is not None:
+                pdf.docinfo[pikepdf.Name(MARK_PAGES)] = str(pages)
+            _save(pdf, dst, encryption=False, fix_metadata_version=False)
+        except pikepdf.PdfError as exc:
+            raise DocumentError(f"unreadable PDF: {str(exc).splitlines()[0]}") from exc
+        except RecursionError as exc:
+            raise DocumentError("unreadable PDF: objects nested too deeply") from exc
     if removed:
         log.info("removed from %s: %s", src.name, ", ".join(removed))
     return SanitizeReport(pages, tuple(removed), bool(warnings), first, applied)
 
 
-def write_marks(src: Path, dst: Path, marks: Mapping[str, str]) -> int:
-    """Copy ``src`` to ``dst`` (atomically) with ``marks`` in its document info; return pages.
+def write_marks(src: Path, dst: Output, marks: Mapping[str, str]) -> int:
+    """Copy ``src`` to ``dst`` (a path, atomically, or an open file) with ``marks`` in its
+    document info; return pages.
 
     Idempotent: the same marks give the same info.
     """
     import pikepdf
 
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        with open_pdf(src) as pdf:
-            pages = len(pdf.pages)
-            for key, value in marks.items():
-                pdf.docinfo[pikepdf.Name(f"/pullprint:{key}")] = value
-            pdf.docinfo[pikepdf.Name(MARK_PAGES)] = str(pages)
-            pdf.save(tmp, fix_metadata_version=False)
-        tmp.replace(dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with open_pdf(src) as pdf:
+        pages = len(pdf.pages)
+        for key, value in marks.items():
+            pdf.docinfo[pikepdf.Name(f"/pullprint:{key}")] = value
+        pdf.docinfo[pikepdf.Name(MARK_PAGES)] = str(pages)
+        _save(pdf, dst, fix_metadata_version=False)
     return pages
 
 

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pullprint.filters.engine import run_layout
 from pullprint.filters.options import FinishingOptions
-from pullprint.filters.sanitize import MAX_PAGES, sanitize_pdf, write_marks
+from pullprint.filters.sanitize import (
+    MAX_PAGES,
+    Output,
+    SanitizeReport,
+    sanitize_pdf,
+    write_marks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +45,14 @@ def _kv(items: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in items.items())
 
 
+def _as_is(report: SanitizeReport) -> Submission:
+    """The submission of a sanitised document that is not laid out (or was laid out before)."""
+    return Submission(report.pages, report.pages, report.applied, report.removed, report.repaired)
+
+
 def prepare_submission(
     src: Path,
-    dst: Path,
+    dst: Output,
     options: FinishingOptions,
     *,
     max_pages: int = MAX_PAGES,
@@ -48,21 +60,26 @@ def prepare_submission(
 ) -> Submission:
     """Sanitise ``src`` into ``dst`` and apply its layout options; ``src`` is unchanged.
 
-    ``dst`` is written atomically. Idempotent: run on its own output it applies nothing again
-    (the ``/pullprint:Applied`` mark). Raises DocumentError (unreadable input) or FinishingError.
+    ``dst`` is a path, written atomically, or a file opened for writing at its start, written
+    in place (the caller discards it on an error). Without layout options no work file is
+    made. Idempotent: run on its own output it applies nothing again (the ``/pullprint:Applied``
+    mark). Raises DocumentError (unreadable input) or FinishingError.
     """
     layout = options.layout_items()
     marks = {"Options": json.dumps(options.to_json(), sort_keys=True)}
-    with tempfile.TemporaryDirectory(prefix=".submit-", dir=dst.parent) as work:
+    if not layout:
+        return _as_is(sanitize_pdf(src, dst, marks={**marks, "Applied": ""}, max_pages=max_pages))
+    work_dir = dst.parent if isinstance(dst, Path) else None
+    with tempfile.TemporaryDirectory(prefix=".submit-", dir=work_dir) as work:
         clean = Path(work) / "clean.pdf"
-        target = clean if layout else dst
-        report = sanitize_pdf(src, target, marks={**marks, "Applied": ""}, max_pages=max_pages)
-        if report.applied or not layout:
-            if target != dst:
+        report = sanitize_pdf(src, clean, marks={**marks, "Applied": ""}, max_pages=max_pages)
+        if report.applied:  # laid out before (its own output): kept as it is
+            if isinstance(dst, Path):
                 clean.replace(dst)
-            return Submission(
-                report.pages, report.pages, report.applied, report.removed, report.repaired
-            )
+            else:
+                with clean.open("rb") as fh:
+                    shutil.copyfileobj(fh, dst, 1 << 16)
+            return _as_is(report)
         laid = Path(work) / "laid.pdf"
         sheet = options.media if (options.number_up > 1 or options.booklet) else None
         run_layout(
