@@ -5,6 +5,7 @@ themselves: nothing is lost and nothing registered twice."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -431,6 +432,33 @@ def test_a_backend_whose_input_comes_slowly_is_still_handed_off(
     assert proc.wait(timeout=60) == 3, proc.stderr.read() if proc.stderr else ""
     assert handled(fast, "backend", 79) == ["3"]
     assert registered(fast, 79) == 1
+
+
+@pytest.mark.parametrize("stdin", ["pipe", "file"])
+def test_the_backend_spools_its_input_whole_from_a_pipe_or_a_file(
+    fast: Stack, world_dir: Path, stdin: str
+) -> None:
+    """The C backend moves a pipe (cupsd's, from the filter; it widens it to 1 MiB) into its
+    temp file with splice, and reads and writes anything else: either way the cloud gets the
+    document byte for byte (its size and sha256). The document is larger than the pipe."""
+    assert fast.cups is not None
+    backend = fast.cups.root / "bin" / "backend" / "pullprint"
+    doc = make_pdf(world_dir / f"{stdin}.pdf", 25, image_kb=100)
+    data = doc.read_bytes()
+    assert len(data) > 2 * (1 << 20)
+    job_id = 80 if stdin == "pipe" else 81
+    args = [str(job_id), "alice", stdin, "1", f"job-uuid=urn:uuid:spool-{stdin}"]
+    run = [str(backend), *args]
+    env = backend_env(fast)
+    if stdin == "pipe":
+        out = subprocess.run(run, input=data, capture_output=True, env=env, timeout=60)
+    else:
+        with doc.open("rb") as fh:
+            out = subprocess.run(run, stdin=fh, capture_output=True, env=env, timeout=60)
+    assert out.returncode == 3, out.stderr
+    assert handled(fast, "backend", job_id) == ["3"]
+    job = fast.wait_cloud_job("alice", job_id)
+    assert (job.size, job.sha256) == (len(data), hashlib.sha256(data).hexdigest())
 
 
 def test_a_document_over_the_limit_is_refused_naming_it(world_dir: Path) -> None:

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -203,17 +204,30 @@ static int temp_file(void) {
 }
 
 /* Copy stdin into a temp file, at most limit + 1 bytes (more is refused by submitd with the
- * limit's message). The file, at its start, or -1 (why says why), or -2: SIGTERM came (the backend). */
+ * limit's message): spliced in the kernel while stdin is a pipe (cupsd's, from the filter), else
+ * read and written. The file, at its start, or -1 (why says why), or -2: SIGTERM came (the
+ * backend). */
 static int spool_stdin(long long limit) {
   static char buffer[CHUNK];
   long long left = limit + 1;
+  int splicing = 1; /* until splice says stdin or the file takes none (EINVAL) */
   int fd = temp_file();
   if (fd < 0) {
     say_why("no temp file in $TMPDIR: %s", strerror(errno));
     return -1;
   }
   while (left > 0) {
-    ssize_t n = read(0, buffer, left < CHUNK ? (size_t)left : CHUNK);
+    size_t want = left < 16 * CHUNK ? (size_t)left : 16 * CHUNK;
+    ssize_t n;
+    if (splicing) {
+      n = splice(0, NULL, fd, NULL, want, SPLICE_F_MOVE);
+      if (n < 0 && errno == EINVAL) {
+        splicing = 0;
+        continue;
+      }
+    } else {
+      n = read(0, buffer, want < CHUNK ? want : CHUNK);
+    }
     if (stopping) {
       close(fd);
       return -2;
@@ -227,7 +241,7 @@ static int spool_stdin(long long limit) {
     }
     if (n == 0)
       break;
-    if (write_all(fd, buffer, (size_t)n) != 0) {
+    if (!splicing && write_all(fd, buffer, (size_t)n) != 0) {
       say_why("spooling the document: %s", strerror(errno));
       close(fd);
       return -1;
@@ -271,6 +285,19 @@ static int copy_out(int fd) {
     if (write_all(1, buffer, (size_t)n) != 0)
       return -1;
   }
+}
+
+/* Widen the pipe on fd (cupsd's pipe between the filter and the backend) from 64 KiB to 1 MiB,
+ * the most an unprivileged process may ask (/proc/sys/fs/pipe-max-size): the filter then writes a
+ * document of that size without waiting for the backend to read each 64 KiB. Best effort. */
+static void widen_pipe(int fd) {
+#ifdef F_SETPIPE_SZ
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+    (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+#else
+  (void)fd;
+#endif
 }
 
 /* -- the conversation with submitd ------------------------------------------------------------ */
@@ -459,6 +486,7 @@ int main(int argc, char **argv) {
   long long limit = 0;
   int code = 1, spooled = -1, out = -1;
   signal(SIGPIPE, SIG_IGN); /* a closed pipe or socket is an error to handle, not a death */
+  widen_pipe(strcmp(ROLE, "backend") == 0 ? 0 : 1); /* whichever of the two comes first */
   if (path == NULL || (argc != 6 && argc != 7))
     return run_in_process(argv, -1, 0); /* not a job (discovery), or switched off */
   int sock = connect_submitd(path, &limit);
