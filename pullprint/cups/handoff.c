@@ -291,13 +291,9 @@ static int copy_out(int fd) {
  * the most an unprivileged process may ask (/proc/sys/fs/pipe-max-size): the filter then writes a
  * document of that size without waiting for the backend to read each 64 KiB. Best effort. */
 static void widen_pipe(int fd) {
-#ifdef F_SETPIPE_SZ
   struct stat st;
   if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
     (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
-#else
-  (void)fd;
-#endif
 }
 
 /* -- the conversation with submitd ------------------------------------------------------------ */

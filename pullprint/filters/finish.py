@@ -50,8 +50,8 @@ def run(
     in ``tmpdir``. ``opened``: argv[6] was opened by the caller and is read from ``stdin``
     (submitd, which gets the open file from the filter executable); messages name it all the
     same. ``direct``: ``stdout`` is a file the caller discards unless the run exits 0 (submitd
-    again): a job without layout options is written straight into it, with no work file. Used
-    by :func:`main` and by submitd (the hand-off)."""
+    again): the prepared PDF is written straight into it (a job without layout options makes
+    no work file at all). Used by :func:`main` and by submitd (the hand-off)."""
     try:
         args = parse_job_args(argv)
     except ValueError as exc:
@@ -63,11 +63,12 @@ def run(
         status.error(f"pullprint-finish: job {args.job_id} rejected: {exc}")
         return FilterExit.FAILED
     with _document(args, stdin, opened, tmpdir) as source:
-        if direct and not options.layout_items():
-            return _prepare(args, source, stdout, stdout, options, status)
+        if direct:
+            return _prepare(args, source, stdout, stdout, options, status, tmpdir)
         # Into a work file first: a failed run must leave nothing in stdout (the backend's input).
         with tempfile.TemporaryDirectory(prefix="pullprint-finish-", dir=tmpdir) as work:
-            return _prepare(args, source, Path(work) / "prepared.pdf", stdout, options, status)
+            prepared = Path(work) / "prepared.pdf"
+            return _prepare(args, source, prepared, stdout, options, status, tmpdir)
 
 
 def _prepare(
@@ -77,13 +78,14 @@ def _prepare(
     stdout: BinaryIO,
     options: FinishingOptions,
     status: StatusWriter,
+    tmpdir: str | None,
 ) -> FilterExit:
     """Prepare ``source`` into ``prepared`` (stdout itself, or a work file copied to it once the
-    document is ready) and say what was done."""
+    document is ready; a layout's work files in ``tmpdir``) and say what was done."""
     from pullprint.filters.submission import prepare_submission
 
     try:
-        result = prepare_submission(source, prepared, options)
+        result = prepare_submission(source, prepared, options, work_dir=tmpdir)
     except DocumentError as exc:
         why = str(exc).replace(str(source), args.file or "stdin")  # not a work file's name
         status.error(f"pullprint-finish: job {args.job_id} rejected: {why}")
@@ -113,7 +115,7 @@ def _document(args: JobArgs, stdin: BinaryIO, opened: bool, tmpdir: str | None) 
     open (``opened``) through /proc/self/fd when this process may open it (submitd as root);
     else a copy of ``stdin`` in an unnamed temp file in ``tmpdir`` (submitd as the pullprint
     user, who may not read CUPS's spool file: the filter executable opened it), named the same
-    way. A named temp file where /proc is not mounted. Changes nothing; the copy is gone after."""
+    way. Changes nothing; the copy is gone after."""
     if args.file and not opened:
         yield Path(args.file)
         return
@@ -121,13 +123,9 @@ def _document(args: JobArgs, stdin: BinaryIO, opened: bool, tmpdir: str | None) 
     if own is not None:
         yield own
         return
-    unnamed = PROC_FD.is_dir()
-    temp = (
-        tempfile.TemporaryFile(dir=tmpdir) if unnamed else tempfile.NamedTemporaryFile(dir=tmpdir)
-    )
-    with temp as copy:
+    with tempfile.TemporaryFile(dir=tmpdir) as copy:
         _copy(stdin, copy)
-        yield PROC_FD / str(copy.fileno()) if unnamed else Path(copy.name)
+        yield PROC_FD / str(copy.fileno())
 
 
 def _fd_of(file: BinaryIO) -> int | None:
@@ -148,7 +146,7 @@ def _reopenable(file: BinaryIO) -> Path | None:
     try:
         with path.open("rb"):
             pass
-    except OSError:  # not ours to read, or no /proc
+    except OSError:  # not ours to read
         return None
     return path
 

@@ -57,19 +57,22 @@ def prepare_submission(
     *,
     max_pages: int = MAX_PAGES,
     timeout: float = 600.0,
+    work_dir: str | None = None,
 ) -> Submission:
     """Sanitise ``src`` into ``dst`` and apply its layout options; ``src`` is unchanged.
 
     ``dst`` is a path, written atomically, or a file opened for writing at its start, written
     in place (the caller discards it on an error). Without layout options no work file is
-    made. Idempotent: run on its own output it applies nothing again (the ``/pullprint:Applied``
-    mark). Raises DocumentError (unreadable input) or FinishingError.
+    made; with, they are in a temp folder in ``work_dir`` (default: ``dst``'s folder, else the
+    system's). Idempotent: run on its own output it applies nothing again (the
+    ``/pullprint:Applied`` mark). Raises DocumentError (unreadable input) or FinishingError.
     """
     layout = options.layout_items()
     marks = {"Options": json.dumps(options.to_json(), sort_keys=True)}
     if not layout:
         return _as_is(sanitize_pdf(src, dst, marks={**marks, "Applied": ""}, max_pages=max_pages))
-    work_dir = dst.parent if isinstance(dst, Path) else None
+    if work_dir is None and isinstance(dst, Path):
+        work_dir = str(dst.parent)
     with tempfile.TemporaryDirectory(prefix=".submit-", dir=work_dir) as work:
         clean = Path(work) / "clean.pdf"
         report = sanitize_pdf(src, clean, marks={**marks, "Applied": ""}, max_pages=max_pages)
