@@ -4,10 +4,12 @@ keep working (cloud storage, personal account) and every head is applied."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from sqlalchemy.sql.elements import UnaryExpression
 
 from pullprint.cloud import db
 from tests.test_cloud_api import DATABASES, database_url
@@ -59,3 +61,41 @@ def test_upgrade_from_0001_keeps_jobs(tmp_path: Path, kind: str) -> None:
         assert {"document_keys", "download_nonces", "release_policies", "delegations"} <= tables
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+def test_migrations_make_the_indexes_the_code_declares(tmp_path: Path, kind: str) -> None:
+    """Every index of ``db.metadata`` (what the queries are written for) is what the migrations
+    made, column for column and in its order, on both databases."""
+    engine = db.make_engine(database_url(kind, tmp_path))
+    try:
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            for table in db.metadata.sorted_tables:
+                made = {
+                    str(ix["name"]): _reflected(conn, ix)
+                    for ix in inspector.get_indexes(table.name)
+                }
+                for index in table.indexes:
+                    assert index.name in made, (table.name, index.name, sorted(made))
+                    assert made[index.name] == [_column(e) for e in index.expressions], made
+    finally:
+        engine.dispose()
+
+
+def _column(expression: object) -> tuple[str, bool]:
+    """(column name, descending) of one expression of a declared index."""
+    if isinstance(expression, UnaryExpression):  # column.desc()
+        return str(expression.element.name), True
+    return str(getattr(expression, "name", expression)), False
+
+
+def _reflected(conn: sa.Connection, index: Any) -> list[tuple[str, bool]]:
+    """(column name, descending) of each column of an index in the database. SQLAlchemy reflects
+    the order on PostgreSQL only; SQLite says it in ``PRAGMA index_xinfo``."""
+    if conn.dialect.name == "sqlite":
+        rows = conn.exec_driver_sql(f'PRAGMA index_xinfo("{index["name"]}")').all()
+        return [(str(row[2]), bool(row[3])) for row in rows if row[5]]  # key columns only
+    sorting = index.get("column_sorting", {})
+    return [(str(c), "desc" in sorting.get(c, ())) for c in index["column_names"]]

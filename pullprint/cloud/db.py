@@ -138,8 +138,12 @@ jobs = sa.Table(
     sa.Column("storage", sa.String(16), nullable=False, server_default="cloud"),
     sa.Column("released_by", sa.String(128), nullable=False, server_default=""),
     sa.Column("account", sa.String(127), nullable=False, server_default=""),
-    # 0009: a user's queue (by owner, and by owner and state, newest last)
-    sa.Index("ix_jobs_owner_state_created", "owner", "state", "created_at"),
+)
+# 0010: a user's jobs, of every state and of one, in the order of a listing's pages (newest
+# first, then by uuid); they replace 0009's (owner, state, created_at)
+sa.Index("ix_jobs_owner_newest", jobs.c.owner, jobs.c.created_at.desc(), jobs.c.uuid)
+sa.Index(
+    "ix_jobs_owner_state_newest", jobs.c.owner, jobs.c.state, jobs.c.created_at.desc(), jobs.c.uuid
 )
 
 transactions = sa.Table(
