@@ -137,7 +137,7 @@ def _pairs(options: dict[str, str]) -> str:
 def cmd_jobs(args: argparse.Namespace, cfg: configmod.Config) -> int:
     state = JobState(args.state) if args.state else None
     with _client(args, cfg) as cloud:
-        jobs = cloud.list_jobs(user=args.user, state=state)
+        jobs = cloud.list_jobs(user=args.user, state=state, most=args.limit)
     _print_jobs(jobs, args.json, f"no jobs for {args.user}" if args.user else "no jobs")
     return EXIT_OK
 
@@ -653,6 +653,13 @@ def cmd_doctor(args: argparse.Namespace, cfg: configmod.Config) -> int:
 # -- the parser ---------------------------------------------------------------------------------
 
 
+def _positive(text: str) -> int:
+    """A whole number of at least 1 (argparse says the error, with the usage)."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (as the API answers)")
 
@@ -718,6 +725,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "jobs", cmd_jobs, "list jobs (yours when signed in)")
     p.add_argument("--user", help="only this user's jobs")
     p.add_argument("--state", choices=[s.value for s in JobState])
+    p.add_argument(
+        "--limit", type=_positive, metavar="N", help="only the N newest (default: every job)"
+    )
     _json_flag(p)
 
     p = _add(sub, "show", cmd_show, "show one job with its transaction")

@@ -31,6 +31,7 @@ class JobState(enum.StrEnum):
 
 
 FINAL_STATES = frozenset({JobState.COMPLETED, JobState.CANCELED, JobState.FAILED, JobState.EXPIRED})
+MAX_JOBS_PAGE = 1000  # jobs in one page of a listing (GET /api/v1/jobs?limit=) at most
 
 
 class TransactionStatus(enum.StrEnum):

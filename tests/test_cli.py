@@ -131,6 +131,10 @@ def test_jobs_and_show_json_match_the_api(cloud: CloudServer, cli: Cli, tmp_path
     assert cli.json("show", job.uuid) == _api(cloud, f"/jobs/{job.uuid}")
     text = cli("jobs", "--user", "alice")
     assert text.returncode == 0 and job.uuid in text.stdout and "held" in text.stdout
+    newest = cli.json("jobs", "--user", "alice", "--limit", "1")
+    assert newest == listed[:1]
+    refused = cli("jobs", "--limit", "0")
+    assert refused.returncode == 2 and "at least 1" in refused.stderr
 
 
 def test_printers_users_terminals_groups_json_match_the_api(

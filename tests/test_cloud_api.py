@@ -23,8 +23,10 @@ from typing import Any
 
 import pytest
 import requests
+import sqlalchemy as sa
 
-from pullprint.cloudsync.client import CloudClient
+from pullprint.cloud import db
+from pullprint.cloudsync.client import AdminClient, CloudClient
 from pullprint.errors import (
     CloudUnavailable,
     Conflict,
@@ -313,6 +315,90 @@ def test_list_jobs(admin: CloudClient, node2: CloudClient, tmp_path: Path) -> No
     assert {a.uuid, b.uuid} <= {j.uuid for j in held}
     assert all(j.state is JobState.HELD for j in held)
     assert admin.list_jobs(user="bob", state=JobState.COMPLETED) == []
+
+
+def _page(cloud: CloudServer, token: str, **params: str) -> requests.Response:
+    return requests.get(
+        f"{cloud.url}/api/v1/jobs",
+        headers={"Authorization": f"Bearer {token}"},
+        params=params,
+        timeout=10,
+    )
+
+
+def test_listings_come_in_pages_each_job_once(
+    cloud: CloudServer, admin: CloudClient, node2: CloudClient, tmp_path: Path
+) -> None:
+    """``limit`` jobs to a page, newest first, ``next`` until the last: every job once, also
+    when jobs were registered in the same instant (two servers, one database) and when a job
+    is registered between two pages; for admins and for a signed-in user alike."""
+    name = f"p{uuidlib.uuid4().hex[:10]}"
+    with cloud.admin_client() as boss:
+        boss.put_user(name, password="pages-of-jobs", pin="2468")
+    made = [held_job(node2, tmp_path, owner=name)[0] for _ in range(7)]
+    tied = sorted(j.uuid for j in made[2:5])
+    engine = sa.create_engine(cloud.config.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.update(db.jobs)
+                .where(db.jobs.c.uuid.in_(tied))
+                .values(created_at=made[4].created_at)
+            )
+    finally:
+        engine.dispose()
+    expected = [j.uuid for j in admin.list_jobs(user=name)]
+    assert sorted(expected) == sorted(j.uuid for j in made)
+    assert expected.index(made[6].uuid) == 0 and expected[2:5] == tied  # ties: in uuid order
+
+    with AdminClient(cloud.url, "") as anon:  # signing in needs no token
+        token = anon.sign_in(name, "pages-of-jobs")["token"]
+    for who, params in ((cloud.admin_token, {"user": name}), (token, {})):
+        seen, after, pages, late = [], "", 0, None
+        while True:
+            answer = _page(cloud, who, limit="2", after=after, **params)
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert len(body["jobs"]) <= 2
+            seen += [j["uuid"] for j in body["jobs"]]
+            pages += 1
+            if late is None:  # newer than every page: not in this listing, not a duplicate
+                late = held_job(node2, tmp_path, owner=name)[0]
+            if body["next"] is None:
+                break
+            after = body["next"]
+        assert seen == expected and pages == 4
+        expected = [late.uuid, *expected]
+    assert [j.uuid for j in admin.list_jobs(name, page=2)] == expected  # 5 pages
+    assert [j.uuid for j in admin.list_jobs(name, most=3, page=2)] == expected[:3]
+    whole, following = admin.list_jobs_page(name, JobState.HELD, limit=len(expected))
+    assert [j.uuid for j in whole] == expected and following is None
+    one, rest = admin.list_jobs_page(name, limit=1)
+    assert [j.uuid for j in one] == expected[:1] and rest is not None
+    again, _ = admin.list_jobs_page(name, limit=1, after=rest)
+    assert [j.uuid for j in again] == expected[1:2]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"limit": "0"}, "limit must be an integer from 1 to 1000"),
+        ({"limit": "1001"}, "limit must be an integer from 1 to 1000"),
+        ({"limit": "-1"}, "limit must be an integer from 1 to 1000"),
+        ({"limit": "2.5"}, "limit must be an integer from 1 to 1000"),
+        ({"limit": "\u00b2"}, "limit must be an integer from 1 to 1000"),
+        ({"limit": "9" * 400}, "limit must be an integer from 1 to 1000"),
+        ({"after": "not-a-cursor"}, "after must be the next of an earlier page"),
+        ({"after": "x" * 129}, "after must be the next of an earlier page"),
+        ({"after": "bmFuIDEyM2U0NTY3LWU4OWItMTJkMy1hNDU2LTQyNjYxNDE3NDAwMA"}, "after must be"),
+        ({"after": "MSAnOyBkcm9wIHRhYmxlIGpvYnM7LS0"}, "after must be the next"),
+    ],
+)
+def test_hostile_page_parameters_are_refused(
+    cloud: CloudServer, params: dict[str, str], message: str
+) -> None:
+    answer = _page(cloud, cloud.admin_token, **params)
+    assert answer.status_code == 422 and message in answer.json()["detail"], answer.text
 
 
 def test_release_refusals(admin: CloudClient, node2: CloudClient, tmp_path: Path) -> None:

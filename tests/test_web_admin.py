@@ -22,6 +22,7 @@ import requests
 import zxingcpp
 from PIL import Image
 
+from pullprint.cloud.web.admin import ADMIN_PAGE
 from pullprint.cloudsync.client import AdminClient
 from pullprint.model import JobState, Printer
 from pullprint.peers.cloud import CloudServer
@@ -128,6 +129,38 @@ def test_admin_pages_are_refused_to_users_and_to_nobody(cloud: CloudServer) -> N
         assert opal.get(path).status_code == expected, path
     with cloud.admin_client() as admin:
         assert "evil" not in [p.name for p in admin.list_printers()]
+
+
+def test_jobs_page_shows_every_job_once_a_page_at_a_time(
+    cloud: CloudServer, admin: AdminClient, tmp_path: Path
+) -> None:
+    """/admin/jobs shows ADMIN_PAGE jobs, newest first; "Older jobs" goes on (keeping the state
+    chosen) until the last page, "Newest jobs" back; a forged ``after`` is refused."""
+    with cloud.node_client("node2") as node:
+        for _ in range(ADMIN_PAGE + 5):
+            held_job(node, tmp_path)
+    boss = Browser(cloud).sign_in("boss")
+    for state in ("", "held"):
+        expected = [j.uuid for j in admin.list_jobs(state=JobState(state) if state else None)]
+        assert len(expected) > ADMIN_PAGE
+        path: str | None = f"/admin/jobs?state={state}" if state else "/admin/jobs"
+        seen: list[str] = []
+        pages = 0
+        while path is not None:
+            page = boss.get(path)
+            assert page.status_code == 200, page.text[:300]
+            rows = re.findall(r'<tr id="job-([0-9a-f-]{36})"', page.text)
+            assert 0 < len(rows) <= ADMIN_PAGE
+            seen += rows
+            assert ("Newest jobs" in page.text) == (pages > 0)
+            older = re.search(r'<a id="older" href="([^"]+)"', page.text)
+            path = unescape(older.group(1)) if older else None
+            if path is not None and state:
+                assert f"state={state}" in path
+            pages += 1
+        assert seen == expected and pages == -(-len(expected) // ADMIN_PAGE)
+    forged = boss.get("/admin/jobs?after=bm90IGEgY3Vyc29y")
+    assert forged.status_code == 422 and "after must be" in _text(forged.text)
 
 
 def test_add_printer_form_adds_it(cloud: CloudServer, admin: AdminClient) -> None:

@@ -51,7 +51,7 @@ from pullprint.cloud.context import (
 )
 from pullprint.cloud.documents import S3_MODE, Documents, storage_kind
 from pullprint.cloud.groups import DelegateKind, Delegation, Delegations, Groups
-from pullprint.cloud.jobs import Download, JobBook
+from pullprint.cloud.jobs import Download, JobBook, paged
 from pullprint.cloud.limits import BodyLimit
 from pullprint.cloud.notify import LocalNotifier, Notifier, PgNotifier
 from pullprint.cloud.policies import DEFAULT_DIRECT_SECONDS, ReleasePolicies, ReleasePolicy, Scope
@@ -453,23 +453,29 @@ async def upload(uuid: str, request: Request, caller: Principal = Depends(node))
                 ],
             },
         ),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": validate.MAX_PAGE}),
+        ("after", {"type": "string", "maxLength": 128}),
     ),
 )
 async def list_jobs(request: Request, caller: Principal = Depends(person)) -> Response:
-    """Jobs, newest first. Admins and operators see every job (``user`` filters by owner); a
-    signed-in user sees their own and those delegated to them."""
+    """Jobs, newest first, ``limit`` (at most MAX_PAGE) to a page. Admins and operators see
+    every job (``user`` filters by owner); a signed-in user sees their own and those delegated
+    to them. ``next`` is None on the last page, else the ``after`` that asks for the next one."""
     user_q = request.query_params.get("user")
     state_q = request.query_params.get("state")
     user = validate.name(user_q) if user_q else None
     state = validate.job_state(state_q) if state_q else None
-    jobs = cloud_of(request).jobs
+    limit = validate.page_limit(request.query_params.get("limit"))
+    after = validate.Cursor.parse(request.query_params.get("after"))
+    book = cloud_of(request).jobs
     if caller.is_staff:
-        found = await run_in_threadpool(jobs.list, user, state)
+        listing = partial(book.list, user, state)
     else:
         if user is not None and user != caller.user:
             raise Forbidden(403, f"{caller.describe()} may list only their own jobs")
-        found = await run_in_threadpool(jobs.list_for, caller.user, state)
-    return json_answer({"jobs": [j.to_json() for j in found]})
+        listing = partial(book.list_for, caller.user, state)
+    found, following = await run_in_threadpool(paged, listing, limit, after)
+    return json_answer({"jobs": [j.to_json() for j in found], "next": following})
 
 
 @router.get("/jobs/{uuid}", responses=schemas.answers(schemas.JobOut))

@@ -30,7 +30,7 @@ from pullprint.cloud.notify import Notifier
 from pullprint.cloud.signing import SignedParams, UrlSigner
 from pullprint.cloud.storage import Expected, Readable, StoredDocument
 from pullprint.cloud.users import UserDirectory
-from pullprint.cloud.validate import CancelRequest, ProgressRequest, ReleaseRequest
+from pullprint.cloud.validate import CancelRequest, Cursor, ProgressRequest, ReleaseRequest
 from pullprint.errors import Conflict, Forbidden, NotFound, WrongSecret
 from pullprint.model import (
     FINAL_STATES,
@@ -215,13 +215,27 @@ _OF_OWNERS = jobs.c.owner.in_(sa.bindparam("b_owners", expanding=True))
 _IN_STATE = jobs.c.state == sa.bindparam("b_state")
 
 
-def _listing(*where: sa.ColumnElement[bool]) -> tuple[sa.Select[Any], sa.Select[Any]]:
-    """A listing's statement, and the same of one state (``b_state``)."""
-    query = _NEWEST_FIRST.where(*where)
-    return query, query.where(_IN_STATE)
+# After the cursor in (created_at DESC, uuid) order; the first term is a range an index reads.
+_AFTER_AT = sa.bindparam("b_after_at", type_=sa.Float)
+_AFTER = sa.and_(
+    jobs.c.created_at <= _AFTER_AT,
+    sa.or_(jobs.c.created_at < _AFTER_AT, jobs.c.uuid > sa.bindparam("b_after_uuid")),
+)
+_LIMIT = sa.bindparam("b_limit", type_=sa.Integer)
 
 
-# (all states, one state) of: every job, one owner's (``b_owner``), some owners' (``b_owners``)
+def _listing(*where: sa.ColumnElement[bool]) -> dict[tuple[bool, bool], sa.Select[Any]]:
+    """A listing's statements, by (of one state ``b_state``, after a cursor ``b_after_*``),
+    each with at most ``b_limit`` rows."""
+    out = {}
+    for one_state in (False, True):
+        for after in (False, True):
+            conditions = [*where, *([_IN_STATE] if one_state else []), *([_AFTER] if after else [])]
+            out[(one_state, after)] = _NEWEST_FIRST.where(*conditions).limit(_LIMIT)
+    return out
+
+
+# Listings of: every job, one owner's (``b_owner``), some owners' (``b_owners``)
 _LIST_ALL = _listing()
 _LIST_OWNER = _listing(_OF_OWNER)
 _LIST_OWNERS = _listing(_OF_OWNERS)
@@ -271,6 +285,18 @@ def _from_row(row: Mapping[Any, Any]) -> _Row:
             "document_stored": bool(row["document_stored"]),
         },
     )
+
+
+def paged(
+    listing: Callable[[int, Cursor | None], list[Job]], limit: int, after: Cursor | None
+) -> tuple[list[Job], str | None]:
+    """One page of ``listing`` (called with a limit and a cursor): at most ``limit`` jobs after
+    ``after``, and the encoded cursor of the next page (None when this one is the last)."""
+    found = listing(limit + 1, after)  # one more than the page: whether there is a next one
+    if len(found) <= limit:
+        return found, None
+    last = found[limit - 1]
+    return found[:limit], Cursor(last.created_at, last.uuid).encode()
 
 
 class JobBook:
@@ -324,37 +350,61 @@ class JobBook:
         self._check_visible(caller, row)
         return row.job
 
-    def list_for(self, user: str, state: JobState | None = None) -> list[Job]:
+    def list_for(
+        self,
+        user: str,
+        state: JobState | None = None,
+        limit: int | None = None,
+        after: Cursor | None = None,
+    ) -> list[Job]:
         """The jobs ``user`` may see and release: their own, and those of every owner who
-        delegated to them (directly or through a group), newest first."""
+        delegated to them (directly or through a group), newest first: at most ``limit``,
+        after ``after``."""
         with self._reads.connect() as conn:
             delegating = groups.owners_delegating_to(conn, user)
             if delegating:
-                rows = self._rows(conn, _LIST_OWNERS, state, b_owners=[user, *delegating])
+                params: dict[str, Any] = {"b_owners": [user, *delegating]}
+                rows = self._rows(conn, _LIST_OWNERS, state, limit, after, params)
             else:
-                rows = self._rows(conn, _LIST_OWNER, state, b_owner=user)
+                rows = self._rows(conn, _LIST_OWNER, state, limit, after, {"b_owner": user})
         return [_from_row(row).job for row in rows]
 
-    def list(self, user: str | None = None, state: JobState | None = None) -> list[Job]:
-        """Jobs, newest first, optionally of one owner and/or in one state."""
+    def list(
+        self,
+        user: str | None = None,
+        state: JobState | None = None,
+        limit: int | None = None,
+        after: Cursor | None = None,
+    ) -> list[Job]:
+        """Jobs, newest first, optionally of one owner and/or in one state: at most ``limit``,
+        after ``after``."""
         with self._reads.connect() as conn:
             if user is None:
-                rows = self._rows(conn, _LIST_ALL, state)
+                rows = self._rows(conn, _LIST_ALL, state, limit, after, {})
             else:
-                rows = self._rows(conn, _LIST_OWNER, state, b_owner=user)
+                rows = self._rows(conn, _LIST_OWNER, state, limit, after, {"b_owner": user})
         return [_from_row(row).job for row in rows]
 
     @staticmethod
     def _rows(
         conn: Connection,
-        listing: tuple[sa.Select[Any], sa.Select[Any]],
+        listing: dict[tuple[bool, bool], sa.Select[Any]],
         state: JobState | None,
-        **params: Any,
+        limit: int | None,
+        after: Cursor | None,
+        params: dict[str, Any],
     ) -> Sequence[RowMapping]:
-        """The rows of a prebuilt listing (see ``_listing``), of ``state`` if one is given."""
-        if state is None:
-            return conn.execute(listing[0], params).mappings().all()
-        return conn.execute(listing[1], {**params, "b_state": state.value}).mappings().all()
+        """The rows of a prebuilt listing (see ``_listing``): of ``state`` if one is given, at
+        most ``limit`` (all without), after ``after`` if given."""
+        params = {**params, "b_limit": -1 if limit is None else limit}
+        if conn.dialect.name == "postgresql" and limit is None:
+            params["b_limit"] = None  # LIMIT NULL: no limit
+        if state is not None:
+            params["b_state"] = state.value
+        if after is not None:
+            params["b_after_at"], params["b_after_uuid"] = after.created_at, after.uuid
+        statement = listing[(state is not None, after is not None)]
+        return conn.execute(statement, params).mappings().all()
 
     def _check_visible(self, caller: Principal, row: _Row) -> None:
         if caller.is_staff:

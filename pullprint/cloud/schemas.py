@@ -199,6 +199,9 @@ class JobOut(BaseModel):
 
 class Jobs(BaseModel):
     jobs: list[JobOut]
+    next: str | None = Field(
+        description="null on the last page, else the `after` that asks for the next page"
+    )
 
 
 class ReleaseOptions(_Body):

@@ -6,6 +6,9 @@ Values a caller sent are not echoed back (a PIN never is); messages say what is 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import re
 import uuid as uuidlib
 from dataclasses import dataclass
@@ -15,7 +18,14 @@ from typing import Any
 from pullprint.cloud.ledger import MAX_PRICE, PRICE_DECIMALS
 from pullprint.errors import InvalidRequest
 from pullprint.identity.cards import CardError, card_key
-from pullprint.model import Discovered, JobState, JobSubmission, PlanStep, Printer
+from pullprint.model import (
+    MAX_JOBS_PAGE,
+    Discovered,
+    JobState,
+    JobSubmission,
+    PlanStep,
+    Printer,
+)
 
 MAX_JSON_BODY = 256 * 1024
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024 * 1024
@@ -440,9 +450,58 @@ def query_int(value: str | None, key: str, default: int) -> int:
     """A non-negative integer query parameter."""
     if value is None or value == "":
         return default
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise _bad(f"{key} must be a non-negative integer")
     return int(value)
+
+
+MAX_PAGE = MAX_JOBS_PAGE
+DEFAULT_PAGE = 500  # jobs in one page of a listing when ``limit`` is not given
+
+
+def page_limit(value: str | None) -> int:
+    """How many jobs one page of a listing holds: ``limit``, 1 to MAX_PAGE."""
+    if value is None or value == "":
+        return DEFAULT_PAGE
+    digits = value.isascii() and value.isdigit() and len(value) <= 6
+    if not (digits and 1 <= int(value) <= MAX_PAGE):
+        raise _bad(f"limit must be an integer from 1 to {MAX_PAGE}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page of a listing (newest first) starts: after the job created at
+    ``created_at`` with ``uuid`` (jobs created at the same time are in uuid order). Sent as the
+    listing's opaque ``next``, taken back as ``after``."""
+
+    created_at: float
+    uuid: str
+
+    def encode(self) -> str:
+        raw = f"{self.created_at!r} {self.uuid}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def parse(cls, value: str | None) -> Cursor | None:
+        """The cursor a listing sent as ``next``, or None when ``value`` is empty."""
+        if value is None or value == "":
+            return None
+        bad = _bad("after must be the next of an earlier page of this listing")
+        if len(value) > 128:
+            raise bad
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
+            at, uuid = raw.split(" ")
+            created_at = float(at)
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise bad from None
+        if not math.isfinite(created_at):
+            raise bad
+        try:
+            return cls(created_at, job_uuid(uuid))
+        except InvalidRequest:
+            raise bad from None
 
 
 def query_seconds(value: str | None, key: str, default: float, maximum: float) -> float:

@@ -37,6 +37,7 @@ from pullprint.errors import (
     Unauthorized,
 )
 from pullprint.model import (
+    MAX_JOBS_PAGE,
     Discovered,
     Job,
     JobState,
@@ -224,15 +225,47 @@ class CloudClient:
         """The job with its transaction."""
         return Job.from_json(self._json("GET", f"/jobs/{_q(uuid)}"))
 
-    def list_jobs(self, user: str | None = None, state: JobState | None = None) -> list[Job]:
-        """Jobs newest first (admin), optionally of one owner and/or in one state."""
+    def list_jobs(
+        self,
+        user: str | None = None,
+        state: JobState | None = None,
+        most: int | None = None,
+        page: int | None = None,
+    ) -> list[Job]:
+        """Jobs newest first (admin), optionally of one owner and/or in one state: the first
+        ``most``, or all without; asked ``page`` at a time (the cloud's default without)."""
+        found: list[Job] = []
+        after: str | None = None
+        while most is None or len(found) < most:
+            limit = page if most is None else min(most - len(found), page or MAX_JOBS_PAGE)
+            jobs, after = self.list_jobs_page(user, state, limit=limit, after=after)
+            found += jobs
+            if after is None:
+                break
+        return found
+
+    def list_jobs_page(
+        self,
+        user: str | None = None,
+        state: JobState | None = None,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """One page of :meth:`list_jobs` (``limit`` jobs, the cloud's default without), and
+        the ``after`` of the next page (None on the last)."""
         params: dict[str, str] = {}
         if user is not None:
             params["user"] = user
         if state is not None:
             params["state"] = JobState(state).value
+        if limit is not None:
+            params["limit"] = str(limit)
+        if after is not None:
+            params["after"] = after
         data = self._json("GET", "/jobs", params=params)
-        return [Job.from_json(j) for j in data["jobs"]]
+        following = data.get("next")
+        return [Job.from_json(j) for j in data["jobs"]], following if following else None
 
     def release(
         self,

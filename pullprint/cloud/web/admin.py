@@ -17,7 +17,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
+from urllib.parse import urlencode
 
 import segno
 import sqlalchemy as sa
@@ -42,6 +44,7 @@ from pullprint.cloud.auth import Principal, Role
 from pullprint.cloud.context import Cloud, cloud_of
 from pullprint.cloud.db import group_members, user_groups
 from pullprint.cloud.db import jobs as jobs_table
+from pullprint.cloud.jobs import paged
 from pullprint.cloud.sessions import TERMINAL_METHODS
 from pullprint.cloud.users import UserRole
 from pullprint.cloud.validate import CancelRequest
@@ -57,6 +60,7 @@ router = APIRouter(prefix="/admin", route_class=layout.WebRoute)
 
 ROLES = tuple(r.value for r in UserRole)
 CHART_DAYS = 31
+ADMIN_PAGE = 100  # jobs on one page of /admin/jobs, newest first; "Older jobs" shows the next
 
 
 def require_staff(request: Request) -> Principal:
@@ -184,10 +188,16 @@ async def printer_page(
 async def jobs_page(request: Request, me: Principal = Depends(require_staff)) -> Response:
     state_q = request.query_params.get("state") or ""
     state = validate.job_state(state_q) if state_q else None
-    found = await run_in_threadpool(cloud_of(request).jobs.list, None, state)
+    after = validate.Cursor.parse(request.query_params.get("after"))
+    listing = partial(cloud_of(request).jobs.list, None, state)
+    found, following = await run_in_threadpool(paged, listing, ADMIN_PAGE, after)
+    older = None
+    if following is not None:
+        query = {"state": state_q, "after": following} if state_q else {"after": following}
+        older = f"/admin/jobs?{urlencode(query)}"
     return _page(
-        request, "jobs.html", "jobs", jobs=found[:500], state=state_q,
-        states=[s.value for s in JobState],
+        request, "jobs.html", "jobs", jobs=found, state=state_q,
+        states=[s.value for s in JobState], older=older, first=after is not None,
     )  # fmt: skip
 
 
