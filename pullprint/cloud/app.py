@@ -64,7 +64,7 @@ from pullprint.cloud.users import UserDirectory, UserRole
 from pullprint.config import CloudConfig, ConfigError, DirectoryConfig, OidcConfig
 from pullprint.errors import CloudRefused, DocumentError, Forbidden, InvalidRequest, NotFound
 from pullprint.identity.lockout import Lockout, LockoutPolicy, check_lockout, counted
-from pullprint.model import ReleaseMode, StorageKind
+from pullprint.model import MAX_JOBS_PAGE, ReleaseMode, StorageKind
 
 log = logging.getLogger(__name__)
 
@@ -453,12 +453,12 @@ async def upload(uuid: str, request: Request, caller: Principal = Depends(node))
                 ],
             },
         ),
-        ("limit", {"type": "integer", "minimum": 1, "maximum": validate.MAX_PAGE}),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_JOBS_PAGE}),
         ("after", {"type": "string", "maxLength": 128}),
     ),
 )
 async def list_jobs(request: Request, caller: Principal = Depends(person)) -> Response:
-    """Jobs, newest first, ``limit`` (at most MAX_PAGE) to a page. Admins and operators see
+    """Jobs, newest first, ``limit`` (at most MAX_JOBS_PAGE) to a page. Admins and operators see
     every job (``user`` filters by owner); a signed-in user sees their own and those delegated
     to them. ``next`` is None on the last page, else the ``after`` that asks for the next one."""
     user_q = request.query_params.get("user")

@@ -12,6 +12,7 @@ Errors are the ``pullprint.errors`` refusals carrying their HTTP status; the API
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -221,7 +222,7 @@ _AFTER = sa.and_(
     jobs.c.created_at <= _AFTER_AT,
     sa.or_(jobs.c.created_at < _AFTER_AT, jobs.c.uuid > sa.bindparam("b_after_uuid")),
 )
-_LIMIT = sa.bindparam("b_limit", type_=sa.Integer)
+_LIMIT = sa.bindparam("b_limit", type_=sa.BigInteger)
 
 
 def _listing(*where: sa.ColumnElement[bool]) -> dict[tuple[bool, bool], sa.Select[Any]]:
@@ -396,9 +397,7 @@ class JobBook:
     ) -> Sequence[RowMapping]:
         """The rows of a prebuilt listing (see ``_listing``): of ``state`` if one is given, at
         most ``limit`` (all without), after ``after`` if given."""
-        params = {**params, "b_limit": -1 if limit is None else limit}
-        if conn.dialect.name == "postgresql" and limit is None:
-            params["b_limit"] = None  # LIMIT NULL: no limit
+        params = {**params, "b_limit": sys.maxsize if limit is None else limit}
         if state is not None:
             params["b_state"] = state.value
         if after is not None:

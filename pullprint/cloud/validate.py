@@ -7,7 +7,6 @@ Values a caller sent are not echoed back (a PIN never is); messages say what is 
 from __future__ import annotations
 
 import base64
-import binascii
 import math
 import re
 import uuid as uuidlib
@@ -455,18 +454,18 @@ def query_int(value: str | None, key: str, default: int) -> int:
     return int(value)
 
 
-MAX_PAGE = MAX_JOBS_PAGE
 DEFAULT_PAGE = 500  # jobs in one page of a listing when ``limit`` is not given
 
 
 def page_limit(value: str | None) -> int:
-    """How many jobs one page of a listing holds: ``limit``, 1 to MAX_PAGE."""
-    if value is None or value == "":
-        return DEFAULT_PAGE
-    digits = value.isascii() and value.isdigit() and len(value) <= 6
-    if not (digits and 1 <= int(value) <= MAX_PAGE):
-        raise _bad(f"limit must be an integer from 1 to {MAX_PAGE}")
-    return int(value)
+    """How many jobs one page of a listing holds: ``limit``, 1 to MAX_JOBS_PAGE."""
+    try:
+        limit = query_int(value, "limit", DEFAULT_PAGE)
+    except InvalidRequest:
+        limit = 0
+    if not 1 <= limit <= MAX_JOBS_PAGE:
+        raise _bad(f"limit must be an integer from 1 to {MAX_JOBS_PAGE}")
+    return limit
 
 
 @dataclass(frozen=True)
@@ -493,15 +492,12 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
             at, uuid = raw.split(" ")
-            created_at = float(at)
-        except (binascii.Error, ValueError, UnicodeDecodeError):
+            cursor = cls(float(at), job_uuid(uuid))
+        except (ValueError, InvalidRequest):  # binascii.Error and UnicodeDecodeError are ones
             raise bad from None
-        if not math.isfinite(created_at):
+        if not math.isfinite(cursor.created_at):
             raise bad
-        try:
-            return cls(created_at, job_uuid(uuid))
-        except InvalidRequest:
-            raise bad from None
+        return cursor
 
 
 def query_seconds(value: str | None, key: str, default: float, maximum: float) -> float:

@@ -264,8 +264,7 @@ class CloudClient:
         if after is not None:
             params["after"] = after
         data = self._json("GET", "/jobs", params=params)
-        following = data.get("next")
-        return [Job.from_json(j) for j in data["jobs"]], following if following else None
+        return [Job.from_json(j) for j in data["jobs"]], data.get("next") or None
 
     def release(
         self,

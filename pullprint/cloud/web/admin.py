@@ -197,7 +197,7 @@ async def jobs_page(request: Request, me: Principal = Depends(require_staff)) ->
         older = f"/admin/jobs?{urlencode(query)}"
     return _page(
         request, "jobs.html", "jobs", jobs=found, state=state_q,
-        states=[s.value for s in JobState], older=older, first=after is not None,
+        states=[s.value for s in JobState], older=older, newer=after is not None,
     )  # fmt: skip
 
 
