@@ -30,11 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef PULLPRINT_BACKEND
@@ -54,6 +56,7 @@
 #define MAX_LINE 4096         /* bytes of submitd's greeting or answer line */
 #define CHUNK (1 << 16)
 #define STOPPED "pullprint: stopped while receiving; nothing was registered"
+#define READ_WAIT_MS 2000 /* longest wait for cupsd to read a failed filter's last lines */
 
 enum outcome { HANDED_OFF, NOT_HANDED_OFF, VANISHED, STOPPED_BY_TERM };
 
@@ -477,7 +480,29 @@ static enum outcome hand_off(int sock, int argc, char **argv, long long limit, i
   return size > 0 ? submit(sock, request, size, fds, nfds, code) : NOT_HANDED_OFF;
 }
 
-int main(int argc, char **argv) {
+/* A failed filter's exit code, once cupsd has read its status lines. cupsd shows the first
+ * ERROR: line it reads as the job's printer-state-message, unless it reaped the failed filter
+ * first: then "Filter failed" stands and the line that says why is only logged. So before a
+ * nonzero exit the filter waits (READ_WAIT_MS at most) until its stderr pipe is empty: cupsd
+ * parses all it read before it looks at exited children. The backend's exit codes carry no such
+ * message. */
+static int after_read(int code) {
+#ifndef PULLPRINT_BACKEND
+  struct stat err;
+  if (code == 0 || fstat(2, &err) != 0 || !S_ISFIFO(err.st_mode))
+    return code;
+  for (int waited = 0; waited < READ_WAIT_MS; waited += 2) {
+    int unread = 0;
+    if (ioctl(2, FIONREAD, &unread) != 0 || unread <= 0)
+      break;
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = 2000000};
+    nanosleep(&pause, NULL);
+  }
+#endif
+  return code;
+}
+
+static int run(int argc, char **argv) {
   const char *path = socket_path();
   long long limit = 0;
   int code = 1, spooled = -1, out = -1;
@@ -511,3 +536,5 @@ int main(int argc, char **argv) {
     return run_in_process(argv, spooled, 0);
   }
 }
+
+int main(int argc, char **argv) { return after_read(run(argc, argv)); }

@@ -53,6 +53,7 @@ MAX_REQUEST = 1 << 20  # bytes of one request (argv + env); argv[5] of a real jo
 BACKEND_ENV = ("PRINTER", "CLASS", "DEVICE_URI", "CONTENT_TYPE", "FINAL_CONTENT_TYPE")
 CHUNK = 1 << 16
 STOPPED = "pullprint: stopped while receiving; nothing was registered"
+READ_WAIT = 2.0  # seconds a failed filter waits for cupsd to read its last lines (after_read)
 
 
 class NotHandedOff(Exception):
@@ -279,9 +280,40 @@ def _reach(argv: list[str]) -> tuple[_socket.socket, int] | None:
         return None
 
 
+def after_read(code: int, wait: float = READ_WAIT) -> int:
+    """A failed filter's exit code, once cupsd has read its status lines. cupsd shows the first
+    ``ERROR:`` line it reads as the job's printer-state-message, unless it reaped the failed
+    filter first: then "Filter failed" stands and the line that says why is only logged. So
+    before a nonzero exit the filter waits (``wait`` seconds at most) until its stderr pipe is
+    empty: cupsd parses all it read before it looks at exited children (handoff.c does the
+    same)."""
+    sys.stderr.flush()
+    if code == 0:
+        return code
+    import fcntl
+    import termios
+    import time
+
+    try:
+        if os.fstat(2).st_mode & 0o170000 != 0o010000:  # not a pipe (stat.S_IFIFO)
+            return code
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            unread = fcntl.ioctl(2, termios.FIONREAD, b"\0\0\0\0")
+            if int.from_bytes(unread, sys.byteorder) <= 0:
+                break
+            time.sleep(0.002)
+    except OSError:
+        pass
+    return code
+
+
 def filter_main(argv: list[str] | None = None) -> int:
     """The filter executable ``pullprint-finish``: hand off to submitd, else run in-process."""
-    argv = list(sys.argv if argv is None else argv)
+    return after_read(_filter(list(sys.argv if argv is None else argv)))
+
+
+def _filter(argv: list[str]) -> int:
     _from_handoff_c(argv)
     spooled: int | None = None
     reached = _reach(argv)
