@@ -16,6 +16,7 @@ import requests
 from PIL import Image
 
 from pullprint.cloud.web.upload import MAX_UPLOAD_BYTES
+from pullprint.cloud.web.user import WAITING_SHOWN
 from pullprint.config import OidcConfig, check_oidc
 from pullprint.model import JobState, TransactionStatus
 from pullprint.peers.cloud import CloudServer
@@ -562,3 +563,40 @@ def test_sign_in_offers_sso_only_when_oidc_is_configured(
     finally:
         env.cloud.engine.dispose()
     assert '<a class="sso button secondary" href="/api/v1/sso/login">Sign in with SSO</a>' in page
+
+
+def test_a_long_queue_shows_the_newest_jobs_and_says_how_many_more_wait(
+    cloud: CloudServer, tmp_path: Path
+) -> None:
+    """A person with more held jobs than a page shows (WAITING_SHOWN) sees the newest, the
+    count of all of them and how many older ones are not shown; "Print all" at a kiosk prints
+    every one of them, shown or not."""
+    doc = make_pdf(tmp_path / "one.pdf", 1)
+    uuids = []
+    with cloud.node_client("node1") as node:
+        for _ in range(WAITING_SHOWN + 3):
+            sub = submission(doc, origin="node1", pages=1, copies=1)
+            node.register(sub)
+            node.upload_document(sub.uuid, doc)
+            uuids.append(sub.uuid)
+    newest, oldest = uuids[-WAITING_SHOWN:], uuids[:3]
+    alice = sign_in(cloud)
+    note = f"3 older jobs not shown: the newest {WAITING_SHOWN} are here"
+    for path in ("/", "/p/printer1"):
+        text = alice.get(cloud.url + path, timeout=30).text
+        shown = re.findall(r'id="job-([0-9a-f-]+)"', text)
+        assert shown == newest[::-1], path  # newest first, each once
+        assert note in text, path
+    assert f"{WAITING_SHOWN + 3} waiting" in alice.get(cloud.url + "/", timeout=30).text
+    terminal = add_terminal(cloud.url, cloud.admin_token, "hall", "printer1", ["username"])
+    kiosk = requests.Session()
+    page = kiosk.get(f"{cloud.url}/kiosk?terminal={terminal}", timeout=10)
+    page = kiosk_post(kiosk, cloud.url, page.text, method="username", user="alice")
+    assert f"Print all {WAITING_SHOWN + 3}</button>" in page.text and note in page.text
+    assert not any(f'id="job-{uuid}"' in page.text for uuid in oldest)
+    page = kiosk_post(kiosk, cloud.url, page.text, action="release-all")
+    assert flashes(page.text) == [f"{WAITING_SHOWN + 3} job(s) printing on printer1."]
+    with cloud.admin_client() as admin:
+        assert {admin.get_job(uuid).state for uuid in oldest} == {JobState.RELEASED}
+    queue = alice.get(cloud.url + "/", timeout=30).text
+    assert "older jobs not shown" not in queue and "0 waiting" in queue

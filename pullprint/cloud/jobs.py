@@ -240,6 +240,11 @@ def _listing(*where: sa.ColumnElement[bool]) -> dict[tuple[bool, bool], sa.Selec
 _LIST_ALL = _listing()
 _LIST_OWNER = _listing(_OF_OWNER)
 _LIST_OWNERS = _listing(_OF_OWNERS)
+_COUNT_OWNERS = (
+    sa.select(sa.func.count())
+    .select_from(jobs)
+    .where(_OF_OWNERS, jobs.c.state.in_(sa.bindparam("b_states", expanding=True)))
+)
 
 
 def _from_row(row: Mapping[Any, Any]) -> _Row:
@@ -369,6 +374,14 @@ class JobBook:
             else:
                 rows = self._rows(conn, _LIST_OWNER, state, limit, after, {"b_owner": user})
         return [_from_row(row).job for row in rows]
+
+    def count_for(self, user: str, states: Sequence[JobState]) -> int:
+        """How many of the jobs ``user`` may see and release (as :meth:`list_for`) are in one
+        of ``states``."""
+        with self._reads.connect() as conn:
+            owners = [user, *groups.owners_delegating_to(conn, user)]
+            params = {"b_owners": owners, "b_states": [state.value for state in states]}
+            return int(conn.execute(_COUNT_OWNERS, params).scalar_one())
 
     def list(
         self,

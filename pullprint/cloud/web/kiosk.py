@@ -127,7 +127,7 @@ def _jobs_page(
 ) -> Response:
     held = waiting(cloud, me.user)
     printer = cloud.printers.get(terminal.printer)
-    costs = {j.uuid: estimate(cloud, j, printer, {}) for j in held} if printer else {}
+    costs = {j.uuid: estimate(cloud, j, printer, {}) for j in held.jobs} if printer else {}
     left = max(0, int(cloud.sessions.expires_at(token) - time.time()))
     return render(
         request, "kiosk.html", terminal=terminal, me=me, held=held, costs=costs, facts=facts,

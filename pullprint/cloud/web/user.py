@@ -63,6 +63,8 @@ router = APIRouter(route_class=layout.WebRoute)
 
 _RELEASABLE = (JobState.HELD, JobState.FAILED)
 _ACTIVE = (JobState.RELEASED, JobState.CLAIMED, JobState.PRINTING)
+# The most jobs a page of a person's queue shows (the newest; it says how many more wait).
+WAITING_SHOWN = 100
 
 COLOR_LABELS = {"": "as printed", "color": "colour", "monochrome": "grey"}
 SIDES_LABELS = {
@@ -285,10 +287,32 @@ def printer_views(cloud: Cloud) -> list[PrinterView]:
     return views
 
 
-def waiting(cloud: Cloud, user: str, states: tuple[JobState, ...] = _RELEASABLE) -> list[Job]:
-    """The jobs ``user`` may release (own and delegated) in ``states``, newest first."""
-    found = [job for state in states for job in cloud.jobs.list_for(user, state)]
-    return sorted(found, key=lambda j: j.created_at, reverse=True)
+@dataclass(frozen=True)
+class Waiting:
+    """The newest of a person's jobs in some states (``jobs``, at most ``WAITING_SHOWN``) and
+    how many there are in all (``total``): a page shows the first, says the second."""
+
+    jobs: list[Job]
+    total: int
+
+    @property
+    def hidden(self) -> int:
+        """How many older ones the page does not show."""
+        return self.total - len(self.jobs)
+
+
+def waiting(
+    cloud: Cloud,
+    user: str,
+    states: tuple[JobState, ...] = _RELEASABLE,
+    most: int = WAITING_SHOWN,
+) -> Waiting:
+    """The jobs ``user`` may release (own and delegated) in ``states``, newest first: at most
+    ``most`` of them, with their count."""
+    found = [job for state in states for job in cloud.jobs.list_for(user, state, limit=most)]
+    newest = sorted(found, key=lambda j: (-j.created_at, j.uuid))[:most]
+    total = len(found) if len(found) < most else cloud.jobs.count_for(user, states)
+    return Waiting(newest, total)
 
 
 def thumbnails(request: Request) -> Thumbnails:
@@ -529,7 +553,7 @@ async def printer_page(name: str, request: Request) -> Response:
     if view is None:
         return render(request, "error.html", status_code=404, error=f"There is no printer {name}.")
     held = await run_in_threadpool(waiting, cloud, me.user)
-    costs = {j.uuid: estimate(cloud, j, view.printer, {}) for j in held}
+    costs = {j.uuid: estimate(cloud, j, view.printer, {}) for j in held.jobs}
     return render(
         request, "printer.html", nav="printers", view=view, held=held, costs=costs, facts=facts,
         url=printer_url(request, name),
