@@ -16,7 +16,7 @@ import requests
 from PIL import Image
 
 from pullprint.cloud.web.upload import MAX_UPLOAD_BYTES
-from pullprint.cloud.web.user import WAITING_SHOWN
+from pullprint.cloud.web.user import HISTORY_SHOWN, WAITING_SHOWN
 from pullprint.config import OidcConfig, check_oidc
 from pullprint.model import JobState, TransactionStatus
 from pullprint.peers.cloud import CloudServer
@@ -565,20 +565,29 @@ def test_sign_in_offers_sso_only_when_oidc_is_configured(
     assert '<a class="sso button secondary" href="/api/v1/sso/login">Sign in with SSO</a>' in page
 
 
+def held_jobs(
+    cloud: CloudServer, doc: Path, n: int, owner: str = "alice", upload: bool = True
+) -> list[str]:
+    """Register ``n`` one-page jobs of ``owner`` through node1 (with ``doc`` uploaded unless
+    ``upload`` is false); their uuids, oldest first."""
+    uuids = []
+    with cloud.node_client("node1") as node:
+        for _ in range(n):
+            sub = submission(doc, owner=owner, origin="node1", pages=1, copies=1)
+            node.register(sub)
+            if upload:
+                node.upload_document(sub.uuid, doc)
+            uuids.append(sub.uuid)
+    return uuids
+
+
 def test_a_long_queue_shows_the_newest_jobs_and_says_how_many_more_wait(
     cloud: CloudServer, tmp_path: Path
 ) -> None:
     """A person with more held jobs than a page shows (WAITING_SHOWN) sees the newest, the
     count of all of them and how many older ones are not shown; "Print all" at a kiosk prints
     every one of them, shown or not."""
-    doc = make_pdf(tmp_path / "one.pdf", 1)
-    uuids = []
-    with cloud.node_client("node1") as node:
-        for _ in range(WAITING_SHOWN + 3):
-            sub = submission(doc, origin="node1", pages=1, copies=1)
-            node.register(sub)
-            node.upload_document(sub.uuid, doc)
-            uuids.append(sub.uuid)
+    uuids = held_jobs(cloud, make_pdf(tmp_path / "one.pdf", 1), WAITING_SHOWN + 3)
     newest, oldest = uuids[-WAITING_SHOWN:], uuids[:3]
     alice = sign_in(cloud)
     note = f"3 older jobs not shown: the newest {WAITING_SHOWN} are here"
@@ -600,3 +609,30 @@ def test_a_long_queue_shows_the_newest_jobs_and_says_how_many_more_wait(
         assert {admin.get_job(uuid).state for uuid in oldest} == {JobState.RELEASED}
     queue = alice.get(cloud.url + "/", timeout=30).text
     assert "older jobs not shown" not in queue and "0 waiting" in queue
+
+
+def test_a_long_history_shows_the_newest_print_outs_and_the_csv_holds_all(
+    cloud: CloudServer, tmp_path: Path
+) -> None:
+    """A person with more print-outs than the history page shows (HISTORY_SHOWN) sees the
+    newest, newest first, and how many older ones are left out; /history.csv holds every one
+    of theirs and no one else's, and only for someone signed in."""
+    doc = make_pdf(tmp_path / "one.pdf", 1)
+    uuids = held_jobs(cloud, doc, HISTORY_SHOWN + 3, upload=False)
+    held_jobs(cloud, doc, 1, owner="bob", upload=False)
+    alice = sign_in(cloud)
+    page = alice.get(cloud.url + "/history", timeout=30).text
+    shown = re.findall(r'<tr id="tx-([0-9a-f-]+)">', page)
+    assert shown == uuids[-HISTORY_SHOWN:][::-1]  # newest first, each once
+    assert f"3 older print-outs not shown: the newest {HISTORY_SHOWN} are here" in page
+    csv = alice.get(cloud.url + "/history.csv", timeout=30)
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert 'filename="history.csv"' in csv.headers["content-disposition"]
+    lines = csv.text.splitlines()
+    assert lines[0].startswith("transaction_id,job_uuid,user,")
+    assert [line.split(",")[1] for line in lines[1:]] == uuids  # all of them, oldest first
+    assert {line.split(",")[2] for line in lines[1:]} == {"alice"}
+    bob = sign_in(cloud, "bob").get(cloud.url + "/history", timeout=30).text
+    assert len(re.findall(r'<tr id="tx-', bob)) == 1 and "older print-out" not in bob
+    stranger = requests.get(cloud.url + "/history.csv", allow_redirects=False, timeout=10)
+    assert stranger.status_code == 303 and "/signin" in stranger.headers["location"]

@@ -177,9 +177,15 @@ def _row(row: Mapping[Any, Any]) -> UsageRow:
     )
 
 
-def usage_rows(conn: Connection, filters: Filters) -> list[UsageRow]:
-    """The Printer Usage transactions matching ``filters``, oldest first."""
-    query = _select().order_by(transactions.c.id)
+def usage_rows(conn: Connection, filters: Filters, newest: int | None = None) -> list[UsageRow]:
+    """The Printer Usage transactions matching ``filters``, oldest first; with ``newest``, only
+    the last ``newest`` of them (still oldest first). ``newest`` cannot go with an account
+    filter, which is applied after the query (ValueError)."""
+    if newest is not None and filters.account:
+        raise ValueError("newest cannot be combined with an account filter")
+    query = _select().order_by(transactions.c.id.desc() if newest else transactions.c.id)
+    if newest:
+        query = query.limit(newest)
     if filters.user:
         query = query.where(transactions.c.user == filters.user)
     if filters.printer:
@@ -191,9 +197,17 @@ def usage_rows(conn: Connection, filters: Filters) -> list[UsageRow]:
     if filters.until is not None:
         query = query.where(transactions.c.created_at < filters.until)
     rows = [_row(r) for r in conn.execute(query).mappings()]
+    if newest:
+        rows.reverse()
     if filters.account:
         rows = [r for r in rows if r.account == filters.account]
     return rows
+
+
+def count_of(conn: Connection, user: str) -> int:
+    """How many Printer Usage transactions ``user`` has."""
+    query = sa.select(sa.func.count()).select_from(transactions)
+    return int(conn.execute(query.where(transactions.c.user == user)).scalar_one())
 
 
 def printout(conn: Connection, job_uuid: str) -> UsageRow:

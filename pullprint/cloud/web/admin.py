@@ -666,21 +666,14 @@ async def report_csv(request: Request, me: Principal = Depends(require_admin)) -
     by = validate.choice(q.get("group"), "group", reports.GROUPS, default="user")
     period = validate.choice(q.get("period"), "period", reports.PERIODS, default="month")
     rows = await run_in_threadpool(_rows, cloud_of(request), _filters(request))
-    return Response(
-        reports.report_csv(reports.group(rows, by, period)),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="usage-by-{by}.csv"'},
-    )
+    text = reports.report_csv(reports.group(rows, by, period))
+    return layout.csv_download(text, f"usage-by-{by}")
 
 
 @router.get("/transactions.csv")
 async def transactions_csv(request: Request, me: Principal = Depends(require_admin)) -> Response:
     rows = await run_in_threadpool(_rows, cloud_of(request), _filters(request))
-    return Response(
-        reports.details_csv(rows),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="transactions.csv"'},
-    )
+    return layout.csv_download(reports.details_csv(rows), "transactions")
 
 
 # -- QR sheet ------------------------------------------------------------------------------------

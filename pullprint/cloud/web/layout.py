@@ -238,6 +238,15 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     return finish(request, response)
 
 
+def csv_download(text: str, name: str) -> Response:
+    """``text`` as a CSV file the browser saves as ``name``.csv."""
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
+
 def redirect(request: Request, path: str, message: str = "", error: str = "") -> Response:
     """A 303 See Other to ``path`` (after a POST); ``message``/``error`` are shown once on
     the next page rendered (a short-lived flash cookie)."""

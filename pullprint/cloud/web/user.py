@@ -65,6 +65,7 @@ _RELEASABLE = (JobState.HELD, JobState.FAILED)
 _ACTIVE = (JobState.RELEASED, JobState.CLAIMED, JobState.PRINTING)
 # The most jobs a page of a person's queue shows (the newest; it says how many more wait).
 WAITING_SHOWN = 100
+HISTORY_SHOWN = 200  # the history page shows a person's newest print-outs, at most this many
 
 COLOR_LABELS = {"": "as printed", "color": "colour", "monochrome": "grey"}
 SIDES_LABELS = {
@@ -569,15 +570,29 @@ async def history(request: Request, me: Principal = Depends(require_person)) -> 
     Completed with the amount."""
     cloud = cloud_of(request)
 
-    def load() -> list[reports.UsageRow]:
+    def load() -> tuple[list[reports.UsageRow], int]:
         with cloud.engine.connect() as conn:
-            return reports.usage_rows(conn, reports.Filters(user=me.user))
+            rows = reports.usage_rows(conn, reports.Filters(user=me.user), HISTORY_SHOWN)
+            total = len(rows) if len(rows) < HISTORY_SHOWN else reports.count_of(conn, me.user)
+            return rows, total
 
-    rows = list(reversed(await run_in_threadpool(load)))
+    rows, total = await run_in_threadpool(load)
     return render(
-        request, "history.html", nav="history", rows=rows, status=reports.printout_status,
-        now=time.time(),
+        request, "history.html", nav="history", rows=rows[::-1], status=reports.printout_status,
+        now=time.time(), hidden=total - len(rows),
     )  # fmt: skip
+
+
+@router.get("/history.csv")
+async def history_csv(request: Request, me: Principal = Depends(require_person)) -> Response:
+    """All my print-outs as CSV, oldest first (the columns of the admin's transactions.csv)."""
+    cloud = cloud_of(request)
+
+    def load() -> str:
+        with cloud.engine.connect() as conn:
+            return reports.details_csv(reports.usage_rows(conn, reports.Filters(user=me.user)))
+
+    return layout.csv_download(await run_in_threadpool(load), "history")
 
 
 # -- my account -----------------------------------------------------------------------------------
