@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy.pool import QueuePool
 
 from pullprint.cloud import db, events
-from pullprint.errors import Conflict
+from pullprint.errors import CloudRefused, Conflict
 from pullprint.model import EventKind, JobState
 from pullprint.peers.cloud import CloudServer
 from tests.test_cloud_api import PINS, Poll, cursor_now, database_url, held_job, start_cloud
@@ -62,6 +62,29 @@ def test_release_on_one_process_wakes_a_poll_on_the_other(
             lags.append(poll.returned_at - answered)
     log.warning("cross-process wake-up lags (ms): %s", [round(x * 1000, 1) for x in lags])
     assert max(lags) < 0.1
+
+
+def test_wrong_pins_on_two_processes_lock_after_five_in_all(
+    pair: tuple[CloudServer, CloudServer],
+) -> None:
+    """The lockout counts are the database's: wrong PINs at a printer that alternate between
+    the two processes lock the user after five in all (each process counted its own before,
+    so five on each), and then the right PIN is refused on both until the lock ends."""
+    a, b = pair
+    with a.admin_client() as admin:
+        admin.add_user("gina", "2468")
+    answers = []
+    for i in range(6):
+        with (a, b)[i % 2].admin_client() as admin:
+            try:
+                admin.authenticate("printer1", "gina", "0000")
+            except CloudRefused as exc:
+                answers.append(exc.status)
+    assert answers == [403] * 5 + [423]
+    for server in (a, b):
+        with server.admin_client() as admin, pytest.raises(CloudRefused) as refused:
+            admin.authenticate("printer1", "gina", "2468")
+        assert refused.value.status == 423 and "locked for" in refused.value.message
 
 
 def test_claims_across_processes_have_one_winner(

@@ -53,6 +53,7 @@ from pullprint.cloud.documents import S3_MODE, Documents, storage_kind
 from pullprint.cloud.groups import DelegateKind, Delegation, Delegations, Groups
 from pullprint.cloud.jobs import Download, JobBook, paged
 from pullprint.cloud.limits import BodyLimit
+from pullprint.cloud.lockout import Lockout, LockoutPolicy, guarded
 from pullprint.cloud.notify import LocalNotifier, Notifier, PgNotifier
 from pullprint.cloud.policies import DEFAULT_DIRECT_SECONDS, ReleasePolicies, ReleasePolicy, Scope
 from pullprint.cloud.printers import PrinterRegistry
@@ -63,7 +64,6 @@ from pullprint.cloud.upload_api import router as upload_router
 from pullprint.cloud.users import UserDirectory, UserRole
 from pullprint.config import CloudConfig, ConfigError, DirectoryConfig, OidcConfig
 from pullprint.errors import CloudRefused, DocumentError, Forbidden, InvalidRequest, NotFound
-from pullprint.identity.lockout import Lockout, LockoutPolicy, check_lockout, counted
 from pullprint.model import MAX_JOBS_PAGE, ReleaseMode, StorageKind
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ def create_app(
         sessions=sessions,
         terminals=terminals,
         lockout=Lockout(
+            engine,
             LockoutPolicy(
                 max_failures=config.lockout_failures, lock_seconds=config.lockout_seconds
             ),
@@ -261,6 +262,7 @@ async def _sweep_forever(cloud: Cloud) -> None:
         try:
             await run_in_threadpool(cloud.jobs.sweep)
             await run_in_threadpool(cloud.sessions.sweep)
+            await run_in_threadpool(cloud.lockout.sweep)
         except Exception:  # keep sweeping: the next pass retries
             log.exception("the retention sweep failed")
         await asyncio.sleep(cloud.config.retention_sweep_seconds)
@@ -498,9 +500,7 @@ async def release(uuid: str, request: Request, caller: Principal = Depends(perso
     if caller.user:
         job = await run_in_threadpool(cloud.jobs.release, uuid, req, caller)
         return json_answer(job.to_json())
-    check_lockout(cloud.lockout, req.user)
-    with counted(cloud.lockout, req.user):
-        job = await run_in_threadpool(cloud.jobs.release, uuid, req)
+    job = await guarded(cloud.lockout, req.user, lambda: cloud.jobs.release(uuid, req))
     return json_answer(job.to_json())
 
 
@@ -739,9 +739,9 @@ async def _authenticate(
     pin = validate.pin(obj.get("pin"))
     cloud = cloud_of(request)
     where = caller.terminal or None
-    await asyncio.sleep(check_lockout(cloud.lockout, user, where))
-    with counted(cloud.lockout, user, where):
-        done = await run_in_threadpool(cloud.jobs.authenticate, printer, user, pin, fast)
+    done = await guarded(
+        cloud.lockout, user, lambda: cloud.jobs.authenticate(printer, user, pin, fast), where
+    )
     return done.to_json()
 
 

@@ -21,6 +21,7 @@ from pullprint.cloud.auth import Principal, Role, TokenAuth, require
 from pullprint.cloud.documents import Documents
 from pullprint.cloud.groups import Delegations, Groups
 from pullprint.cloud.jobs import JobBook
+from pullprint.cloud.lockout import Lockout
 from pullprint.cloud.notify import Notifier
 from pullprint.cloud.policies import ReleasePolicies
 from pullprint.cloud.printers import PrinterRegistry
@@ -29,7 +30,6 @@ from pullprint.cloud.signing import UrlSigner
 from pullprint.cloud.users import UserDirectory
 from pullprint.config import CloudConfig
 from pullprint.errors import Forbidden, InvalidRequest
-from pullprint.identity.lockout import Lockout
 
 
 @dataclass(frozen=True)

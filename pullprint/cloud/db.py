@@ -239,6 +239,15 @@ download_nonces = sa.Table(
     sa.Column("used_at", sa.Float, nullable=False),
 )
 
+lockout_counts = sa.Table(
+    "lockout_counts",  # wrong PINs, cards and passwords in a row (cloud.lockout)
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),  # "user:NAME" or "terminal:NAME"
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("locked_until", sa.Float, nullable=False),  # 0: not locked
+    sa.Column("last_failure", sa.Float, nullable=False),
+)
+
 settings = sa.Table(
     "settings",
     metadata,

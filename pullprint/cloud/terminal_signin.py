@@ -2,7 +2,7 @@
 where the terminal allows it. Shared by the API (``POST /terminal/sign-in``) and the kiosk page.
 
 Wrong cards and PINs count towards the user's lockout; a terminal that sends many failures has
-its answers slowed down (``identity.lockout``). Secrets are never logged.
+its answers slowed down (``cloud.lockout``). Secrets are never logged.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pullprint.cloud import validate
 from pullprint.cloud.context import Cloud
 from pullprint.cloud.sessions import Terminal
 from pullprint.errors import Forbidden, NotFound, WrongSecret
-from pullprint.identity.lockout import check_lockout, counted
 
 log = logging.getLogger(__name__)
 
@@ -36,26 +35,35 @@ async def sign_in(
     CloudRefused 423 (locked) or InvalidRequest (a malformed value)."""
     if method not in terminal.methods:
         raise Forbidden(403, f"terminal {terminal.name} does not allow sign-in by {method or '?'}")
-    await asyncio.sleep(check_lockout(cloud.lockout, None, terminal.name))
-    if method == "card":
-        key = validate.card(card)
-        name = await run_in_threadpool(cloud.users.by_card, key)
-        if name is None:
-            cloud.lockout.failure(f"card:{key}", terminal.name)
-            log.warning("unknown or unapproved card at terminal %s", terminal.name)
-            raise WrongSecret(403, "this card is not registered (or not yet approved)")
-        check_lockout(cloud.lockout, name)
-        cloud.lockout.success(name, terminal.name)
-    else:
-        name = validate.name(user)
-        check_lockout(cloud.lockout, name)
+    await asyncio.sleep(await run_in_threadpool(cloud.lockout.terminal_delay, terminal.name))
+    key = validate.card(card) if method == "card" else ""
+    name = validate.name(user) if method != "card" else ""
+    given = validate.pin(pin) if method == "pin" else ""
+
+    def check() -> str:  # in a worker thread: the lockout's counts are in the database
+        lockout = cloud.lockout
+        if method == "card":
+            owner = cloud.users.by_card(key)
+            if owner is None:
+                lockout.failure(f"card:{key}", terminal.name)
+                log.warning("unknown or unapproved card at terminal %s", terminal.name)
+                raise WrongSecret(403, "this card is not registered (or not yet approved)")
+            return lockout.guard(owner, lambda: owner, terminal.name)  # a locked user stays out
         if method == "pin":
-            given = validate.pin(pin)
-            with counted(cloud.lockout, name, terminal.name):
-                if not await run_in_threadpool(cloud.users.verify, name, given):
-                    raise WrongSecret(403, "wrong user name or PIN")
-        elif not await run_in_threadpool(cloud.users.exists, name):
+            return lockout.guard(name, lambda: _pin_checked(cloud, name, given), terminal.name)
+        lockout.check(name)
+        if not cloud.users.exists(name):
             raise NotFound(404, f"no user {name}")
+        return name
+
+    name = await run_in_threadpool(check)
     token = await run_in_threadpool(cloud.sessions.open, name, "terminal", terminal.name)
     log.info("%s signed in at terminal %s by %s", name, terminal.name, method)
     return name, token
+
+
+def _pin_checked(cloud: Cloud, name: str, pin: str) -> str:
+    """``name``, or WrongSecret 403 if ``pin`` is not the PIN of that enabled user."""
+    if not cloud.users.verify(name, pin):
+        raise WrongSecret(403, "wrong user name or PIN")
+    return name

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from pullprint.cloud import pins
 from pullprint.cloud.db import group_members, user_aliases, user_cards, users
 from pullprint.cloud.pins import PinHasher
-from pullprint.errors import Conflict, NotFound
+from pullprint.errors import Conflict, NotFound, WrongSecret
 
 log = logging.getLogger(__name__)
 
@@ -380,6 +380,14 @@ class UserDirectory:
     def verify_password(self, name: str, password: str) -> bool:
         """True if ``password`` is the password of the enabled user ``name``. Changes nothing."""
         return self._check(name, "password_hash", password)
+
+    def check_password(
+        self, name: str, password: str, wrong: str = "user name or password"
+    ) -> None:
+        """WrongSecret 403 ("wrong ``wrong``") unless ``password`` is the password of the
+        enabled user ``name``. Changes nothing."""
+        if not self.verify_password(name, password):
+            raise WrongSecret(403, f"wrong {wrong}")
 
     def pin_hash(self, conn: Connection, name: str) -> str | None:
         """The PIN hash of the enabled user ``name`` (None: no such user, disabled, or no PIN),

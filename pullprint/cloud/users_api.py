@@ -2,7 +2,7 @@
 and cards, terminals and signing in at a terminal. Included by ``cloud.app.create_app``.
 
 Handlers are thin: they check the caller, validate, and run the database work in a worker thread.
-Wrong passwords, PINs and cards count towards the user's lockout (``identity.lockout``); a
+Wrong passwords, PINs and cards count towards the user's lockout (``cloud.lockout``); a
 terminal that sends many failures has its answers slowed down.
 """
 
@@ -18,10 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from pullprint.cloud import schemas, terminal_signin, validate
 from pullprint.cloud.auth import Principal, Role, require
 from pullprint.cloud.context import admin, cloud_of, person, principal, read_json
+from pullprint.cloud.lockout import guarded
 from pullprint.cloud.sessions import TERMINAL_METHODS
 from pullprint.cloud.users import UserRole
-from pullprint.errors import Forbidden, InvalidRequest, NotFound, WrongSecret
-from pullprint.identity.lockout import check_lockout, counted
+from pullprint.errors import Forbidden, InvalidRequest, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,7 @@ async def sign_in(request: Request) -> Response:
     name = validate.name(obj.get("name"), "name")
     password = validate.text(obj, "password", max_len=validate.MAX_PASSWORD)
     cloud = cloud_of(request)
-    check_lockout(cloud.lockout, name)
-    with counted(cloud.lockout, name):
-        if not await run_in_threadpool(cloud.users.verify_password, name, password):
-            raise WrongSecret(403, "wrong user name or password")
+    await guarded(cloud.lockout, name, lambda: cloud.users.check_password(name, password))
     token = await run_in_threadpool(cloud.sessions.open, name, "password")
     return _session_answer(request, token, name)
 
@@ -120,10 +117,9 @@ async def set_my_password(request: Request, caller: Principal = Depends(_signed_
     current = validate.text(obj, "current", max_len=validate.MAX_PASSWORD)
     new = validate.password(obj.get("new"), "new")
     cloud = cloud_of(request)
-    check_lockout(cloud.lockout, caller.user)
-    with counted(cloud.lockout, caller.user):
-        if not await run_in_threadpool(cloud.users.verify_password, caller.user, current):
-            raise WrongSecret(403, "the current password is wrong")
+    user = caller.user
+    check = cloud.users.check_password
+    await guarded(cloud.lockout, user, lambda: check(user, current, "current password"))
     await run_in_threadpool(cloud.users.set_password, caller.user, new)
     await run_in_threadpool(cloud.sessions.close_all, caller.user, _token(request))  # others end
     return Response(status_code=204)

@@ -30,6 +30,7 @@ from pullprint.cloud.auth import Principal
 from pullprint.cloud.context import Cloud, cloud_of
 from pullprint.cloud.db import jobs as jobs_table
 from pullprint.cloud.groups import DelegateKind, Delegation
+from pullprint.cloud.lockout import guarded
 from pullprint.cloud.validate import CancelRequest, ReleaseRequest
 from pullprint.cloud.web import layout
 from pullprint.cloud.web.layout import check_form, redirect, render, require_person
@@ -40,7 +41,6 @@ from pullprint.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
-    WrongSecret,
 )
 from pullprint.filters.capabilities import PrinterCapabilities
 from pullprint.filters.options import (
@@ -54,7 +54,6 @@ from pullprint.filters.options import (
     OptionError,
 )
 from pullprint.filters.plan import PlanError, Where, make_plan
-from pullprint.identity.lockout import check_lockout, counted
 from pullprint.model import Job, JobState, Printer, StorageKind
 
 log = logging.getLogger(__name__)
@@ -361,10 +360,7 @@ async def signin(request: Request) -> Response:
         name = validate.name(name, "name")
         if not isinstance(password, str) or not password:
             raise InvalidRequest(422, "enter your password")
-        check_lockout(cloud.lockout, name)
-        with counted(cloud.lockout, name):
-            if not await run_in_threadpool(cloud.users.verify_password, name, password):
-                raise WrongSecret(403, "wrong user name or password")
+        await guarded(cloud.lockout, name, lambda: cloud.users.check_password(name, password))
     except CloudRefused as exc:
         return render(
             request, "signin.html", status_code=exc.status, error=exc.message, next=target,
