@@ -38,6 +38,7 @@ PINS = {"alice": "57319468", "bob": "64028135"}
 PASSWORDS = {"alice": "Alice-Pass-7Qz!x", "olga": "Olga-Pass-3Wv#k"}
 WRONG = {"pin": "90817263", "password": "Wrong-Pass-5Ty$u"}
 CARD = "5A6B7C8D"  # as the reader types it
+STRANGER = "0F1E2D3C"  # a card no one has
 
 
 class Api:
@@ -74,6 +75,8 @@ def test_no_secret_in_any_log(world_dir: Path) -> None:
             *WRONG.values(),
             CARD,
             card_key(CARD),
+            STRANGER,
+            card_key(STRANGER),
             stack.cloud.admin_token,
             *stack.cloud.node_tokens.values(),
         ]
@@ -114,6 +117,8 @@ def test_no_secret_in_any_log(world_dir: Path) -> None:
         secrets_used.append(terminal)
         kiosk = Api(stack.cloud.url, terminal)
         assert kiosk.call("POST", "/terminal/sign-in", {"card": CARD}).status_code == 403
+        for _ in range(5):  # the fifth locks the unknown card's count, and says so in the log
+            assert kiosk.call("POST", "/terminal/sign-in", {"card": STRANGER}).status_code == 403
         admin.ok("POST", f"/cards/{card_key(CARD)}/approve")
         by_card = kiosk.ok("POST", "/terminal/sign-in", {"card": CARD})["token"]
         by_name = kiosk.ok("POST", "/terminal/sign-in", {"user": "bob"})["token"]
@@ -151,6 +156,7 @@ def test_no_secret_in_any_log(world_dir: Path) -> None:
     cloud_log = logs["cloud"].read_text()
     assert "signed in at terminal kiosk-1" in cloud_log  # the events are logged, not the secrets
     assert "released job" in cloud_log
+    assert "lockout: user card:" in cloud_log  # the unknown card's lock, by a digest
 
 
 # -- expiry on an injected clock ------------------------------------------------------------------
