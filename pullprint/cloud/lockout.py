@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, RowMapping
 from starlette.concurrency import run_in_threadpool
 
+from pullprint.cloud import db
 from pullprint.cloud.db import lockout_counts as counts
 from pullprint.errors import CloudRefused, WrongSecret
 
@@ -64,13 +65,14 @@ class Lockout:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
+        self._reads = db.reader(engine)  # reads outside a transaction, as the cloud's others
         self.policy = policy or LockoutPolicy()
         self.clock = clock
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     # -- reading --------------------------------------------------------------------------------
     def _rows(self, keys: list[str]) -> dict[str, RowMapping]:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             found = conn.execute(sa.select(counts).where(counts.c.key.in_(keys))).mappings()
             return {str(row["key"]): row for row in found}
 
