@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._stats import taking_turns  # noqa: E402
 from pullprint.filters.capabilities import (  # noqa: E402
     RawPrinterSpec,
     raw_capabilities,
@@ -52,12 +53,10 @@ def paired_medians(
     goes first changing each round (ours, ref, ref, ours, ...): the one run second in a pair
     finds the other's output and temp files still in memory."""
     times: tuple[list[float], list[float]] = ([], [])
-    for i in range(runs):
-        pair = ((ours, times[0]), (ref, times[1]))
-        for func, out in pair if i % 2 == 0 else pair[::-1]:
-            start = time.perf_counter()
-            func()
-            out.append(time.perf_counter() - start)
+    for func, out in taking_turns(runs, (ours, times[0]), (ref, times[1])):
+        start = time.perf_counter()
+        func()
+        out.append(time.perf_counter() - start)
     return statistics.median(times[0]), statistics.median(times[1])
 
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._stats import emit, percentile
+from bench._stats import emit, percentile, taking_turns
 from pullprint.cups.jobs import CupsJobState
 from pullprint.peers.documents import make_pdf
 from pullprint.peers.stack import Stack
@@ -41,20 +41,6 @@ def uploaded(stack: Stack, timeout: float = 60.0) -> None:
         time.sleep(POLL)
 
 
-def wait_held(conn: Any, job: int, timeout: float = 60.0) -> None:
-    """Look at the job's state every POLL seconds on ``conn`` (pycups) until it is held."""
-    deadline = time.monotonic() + timeout
-    while True:
-        state = conn.getJobAttributes(job, requested_attributes=["job-state"]).get("job-state")
-        if state == CupsJobState.HELD:
-            return
-        if state in (CupsJobState.CANCELED, CupsJobState.ABORTED, CupsJobState.COMPLETED):
-            raise RuntimeError(f"CUPS job {job} ended (job-state {state}) instead of being held")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"CUPS job {job} not held after {timeout} s (job-state {state})")
-        time.sleep(POLL)
-
-
 def timed_job(
     stack: Stack, conn: Any, doc: Path, queue: str, registered: bool
 ) -> tuple[float, float]:
@@ -63,7 +49,9 @@ def timed_job(
     assert stack.cups is not None
     wall, start = time.time(), time.perf_counter()
     job = stack.cups.lp(doc, user="alice", queue=queue)
-    wait_held(conn, job)
+    stack.cups.wait_job(
+        job, {CupsJobState.HELD}, timeout=60, poll=POLL, conn=conn, attributes=["job-state"]
+    )
     held = (time.perf_counter() - start) * 1000
     held_at = time.time()
     if registered:
@@ -111,9 +99,8 @@ def run(n: int = 30, submitd: bool = True) -> dict[str, object]:
 
             timed_job(stack, conn, doc, "PullPrint", registered=True)
             timed_job(stack, conn, doc, "Plain", registered=False)
-            for i in range(n):
-                for turn in (mine, theirs) if i % 2 == 0 else (theirs, mine):
-                    turn()
+            for turn in taking_turns(n, mine, theirs):
+                turn()
     return {
         "bench": "submit_hold",
         "submitd": submitd,

@@ -356,18 +356,33 @@ class PrivateCups:
 
         return cups.Connection(host=str(self.socket))
 
-    def job(self, job_id: int) -> dict[str, Any]:
-        """The CUPS job's attributes (job-state, job-state-reasons, job-printer-state-message)."""
-        return dict(self.connection().getJobAttributes(job_id))
+    def job(
+        self, job_id: int, *, conn: Any = None, attributes: list[str] | None = None
+    ) -> dict[str, Any]:
+        """The CUPS job's attributes (job-state, job-state-reasons, job-printer-state-message),
+        or only ``attributes``; asked on ``conn`` (a :meth:`connection`), else a new one."""
+        conn = conn if conn is not None else self.connection()
+        if attributes is None:
+            return dict(conn.getJobAttributes(job_id))
+        return dict(conn.getJobAttributes(job_id, requested_attributes=attributes))
 
     def wait_job(
-        self, job_id: int, states: Collection[int], timeout: float = 30.0, poll: float = 0.05
+        self,
+        job_id: int,
+        states: Collection[int],
+        timeout: float = 30.0,
+        poll: float = 0.05,
+        *,
+        conn: Any = None,
+        attributes: list[str] | None = None,
     ) -> dict[str, Any]:
         """Wait until the job's job-state is one of ``states`` (3..9); return its attributes.
-        ``poll``: seconds between two looks (the benchmarks look more often)."""
+        ``poll``: seconds between two looks (the benchmarks look more often); ``conn`` and
+        ``attributes`` as for :meth:`job` (a benchmark keeps one connection and asks for
+        ``job-state`` alone, so that its looking costs the machine it measures less)."""
         deadline = time.monotonic() + timeout
         while True:
-            attrs = self.job(job_id)
+            attrs = self.job(job_id, conn=conn, attributes=attributes)
             if attrs.get("job-state") in states:
                 return attrs
             if time.monotonic() > deadline:
